@@ -1,0 +1,198 @@
+"""Reading history: resolving refs, walking trees and commits, diffing versions.
+
+A *ref* given by a user is, in this order of preference: ``HEAD`` (the store's default
+branch), a tag, a branch, or a commit id or unique prefix of one (at least 4 hex digits).
+``tags/x`` and ``heads/x`` are accepted to break a tie.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cas.errors import AmbiguousRefError, PathNotFoundError, RefConflictError, RefNotFoundError
+from cas.ids import ObjectId, is_hex_prefix
+from cas.objects import Commit, EntryKind, TreeEntry
+from cas.paths import join_path, split_path
+from cas.refs import RefState
+from cas.repository import Repository
+
+MIN_PREFIX = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A user's ref resolved to a commit."""
+
+    commit_id: ObjectId
+    kind: str  # "branch", "tag" or "commit"
+    name: str  # the branch or tag name, or the full commit hex
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between two versions."""
+
+    path: str
+    status: str  # "added", "deleted", "modified"
+    old: TreeEntry | None
+    new: TreeEntry | None
+
+
+def default_branch(repo: Repository) -> str:
+    """The branch the store's HEAD names (``main`` when unset)."""
+    sym = repo.refs.state("HEAD").symbolic
+    return sym.partition("/")[2] if sym.startswith("heads/") else "main"
+
+
+def _from_state(state: RefState, kind: str, name: str) -> Resolved | None:
+    if not state.exists:
+        return None
+    target = state.target
+    if target is None:
+        return None
+    if state.diverged and kind == "branch":
+        heads = ", ".join(h.entry.target.short for h in state.live_heads if h.entry.target)
+        raise RefConflictError(
+            f"branch {name!r} has diverged: it has several heads ({heads})",
+            hint=f"pick one with `cas branch -f {name} COMMIT`; both stay in `cas log --all`",
+        )
+    return Resolved(target, kind, name)
+
+
+def resolve_ref(repo: Repository, ref: str) -> Resolved:
+    """Resolve a user's ref to a commit.
+
+    Raises:
+        RefNotFoundError: nothing matches.
+        AmbiguousRefError: a commit-id prefix matches several commits.
+        RefConflictError: the branch has diverged.
+    """
+    ref = ref.strip()
+    if ref == "HEAD":
+        branch = default_branch(repo)
+        found = _from_state(repo.refs.state(f"heads/{branch}"), "branch", branch)
+        if found is None:
+            raise RefNotFoundError(ref)
+        return found
+    if ref.startswith(("tags/", "heads/")):
+        kind = "tag" if ref.startswith("tags/") else "branch"
+        found = _from_state(repo.refs.state(ref), kind, ref.partition("/")[2])
+        if found is None:
+            raise RefNotFoundError(ref)
+        return found
+    for kind, prefix in (("tag", "tags/"), ("branch", "heads/")):
+        try:
+            found = _from_state(repo.refs.state(prefix + ref), kind, ref)
+        except ValueError:
+            found = None
+        if found is not None:
+            return found
+    text = ref.lower()
+    if len(text) >= MIN_PREFIX and is_hex_prefix(text):
+        if len(text) == 64:
+            oid = ObjectId.parse(text)
+            if repo.has_commit(oid):
+                return Resolved(oid, "commit", text)
+        else:
+            matches = [c for c in repo.iter_commit_ids() if c.hex().startswith(text)]
+            if len(matches) == 1:
+                return Resolved(matches[0], "commit", matches[0].hex())
+            if len(matches) > 1:
+                raise AmbiguousRefError(
+                    f"commit prefix {ref!r} matches {len(matches)} commits",
+                    hint="give more hex digits",
+                )
+    raise RefNotFoundError(ref)
+
+
+def iter_tree(repo: Repository, tree_id: ObjectId, prefix: str = "") -> Iterator[tuple[str, TreeEntry]]:
+    """Every entry below a tree, depth first, parents before children."""
+    tree = repo.load_tree(tree_id, at_root=not prefix)
+    for e in tree.entries:
+        path = join_path(prefix, e.name)
+        yield path, e
+        if e.kind == EntryKind.DIR:
+            yield from iter_tree(repo, e.oid, path)
+
+
+def flatten_tree(repo: Repository, tree_id: ObjectId) -> dict[str, TreeEntry]:
+    """path → entry for every entry of a version."""
+    return dict(iter_tree(repo, tree_id))
+
+
+def lookup_path(repo: Repository, tree_id: ObjectId, path: str, where: str) -> TreeEntry | None:
+    """The entry at ``path`` in a version (None for the root itself).
+
+    Raises:
+        PathNotFoundError: no such path.
+    """
+    parts = split_path(path)
+    entry: TreeEntry | None = None
+    current = tree_id
+    for i, part in enumerate(parts):
+        tree = repo.load_tree(current, at_root=i == 0)
+        entry = next((e for e in tree.entries if e.name == part), None)
+        if entry is None or (i < len(parts) - 1 and entry.kind != EntryKind.DIR):
+            raise PathNotFoundError(path, where)
+        current = entry.oid
+    return entry
+
+
+def same_content(a: TreeEntry, b: TreeEntry) -> bool:
+    """True when two entries need no change to turn one into the other."""
+    return a.kind == b.kind and a.oid == b.oid and (a.kind == EntryKind.DIR or a.mode == b.mode)
+
+
+def diff_trees(repo: Repository, old: ObjectId | None, new: ObjectId | None, prefix: str = "") -> list[Change]:
+    """What changed from tree ``old`` to tree ``new`` (None is an empty tree).
+
+    Sub-trees with the same id are skipped without being read.
+    """
+    if old == new:
+        return []
+    a = {e.name: e for e in repo.load_tree(old, at_root=not prefix).entries} if old else {}
+    b = {e.name: e for e in repo.load_tree(new, at_root=not prefix).entries} if new else {}
+    changes: list[Change] = []
+    for name in sorted(a.keys() | b.keys()):
+        path = join_path(prefix, name)
+        ea, eb = a.get(name), b.get(name)
+        a_dir = ea is not None and ea.kind == EntryKind.DIR
+        b_dir = eb is not None and eb.kind == EntryKind.DIR
+        if ea is not None and eb is not None and same_content(ea, eb):
+            continue
+        if ea is not None and not a_dir and (eb is None or b_dir):
+            changes.append(Change(path, "deleted", ea, None))
+        if eb is not None and not b_dir and (ea is None or a_dir):
+            changes.append(Change(path, "added", None, eb))
+        if ea is not None and eb is not None and not a_dir and not b_dir:
+            changes.append(Change(path, "modified", ea, eb))
+        if a_dir or b_dir:
+            if a_dir and not b_dir and ea is not None:
+                changes.append(Change(path, "deleted", ea, None))
+            if b_dir and not a_dir and eb is not None:
+                changes.append(Change(path, "added", None, eb))
+            changes.extend(diff_trees(
+                repo, ea.oid if a_dir and ea else None, eb.oid if b_dir and eb else None, path
+            ))
+    return changes
+
+
+def iter_log(repo: Repository, starts: list[ObjectId]) -> Iterator[tuple[ObjectId, Commit]]:
+    """Commits reachable from ``starts``, newest first (by commit time)."""
+    seen: set[ObjectId] = set()
+    heap: list[tuple[int, bytes, ObjectId, Commit]] = []
+    for cid in starts:
+        if cid not in seen:
+            seen.add(cid)
+            c = repo.load_commit(cid)
+            heapq.heappush(heap, (-c.time_ns, bytes(cid), cid, c))
+    while heap:
+        _t, _b, cid, c = heapq.heappop(heap)
+        yield cid, c
+        for p in c.parents:
+            if p not in seen:
+                seen.add(p)
+                pc = repo.load_commit(p)
+                heapq.heappush(heap, (-pc.time_ns, bytes(p), p, pc))

@@ -1,0 +1,224 @@
+"""Refs: branches, tags and the store's HEAD, as append-only histories of entries.
+
+Nothing on the remote is overwritten, not even refs (invariant 4). Each update of a ref
+writes a new, uniquely named, create-only **entry** (``refs/heads/main/<seq>-<id>``)
+that lists the entries it supersedes (``prev``). The ref's value is given by its
+**heads**: the entries no other entry supersedes.
+
+* one head → the ref points at that head's commit (or does not exist, if the head is a
+  deletion);
+* several heads → two writers updated the ref from the same state: the ref has
+  **diverged**. Both commits stay reachable; :class:`RefState` reports it and the user
+  resolves it by choosing one (``cas branch -f`` style update naming both heads as prev).
+
+On a Drive mount two machines can race without noticing, and this scheme still loses
+nothing. Entries that cannot be read or decoded (a zero-byte "ghost" of a Drive upload
+still in flight) are skipped and reported in :attr:`RefState.unreadable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from cas.cache import LocalCache
+from cas.codec import decode_ref_entry, encode_ref_entry
+from cas.errors import (
+    AlreadyExistsError,
+    CasError,
+    CorruptObjectError,
+    ObjectNotFoundError,
+    RefConflictError,
+)
+from cas.hashing import hash_bytes
+from cas.ids import ObjectId, is_hex_prefix
+from cas.layout import REFS, parse_ref_entry_key, ref_entry_key
+from cas.objects import RefEntry
+from cas.store.base import Backend
+
+log = logging.getLogger(__name__)
+
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def check_ref_name(name: str, kind: str) -> str:
+    """Return a valid branch or tag name, or raise ``ValueError`` with the reason."""
+    if not name or name.startswith(("-", ".", "/")) or name.endswith(("/", ".", ".lock")):
+        raise ValueError(f"invalid {kind} name {name!r}")
+    if ".." in name or "//" in name or "@{" in name or _BAD_REF_CHARS.search(name):
+        raise ValueError(f"invalid {kind} name {name!r}: no spaces, '..', or ~^:?*[\\")
+    if name == "HEAD" or (len(name) >= 7 and is_hex_prefix(name)):
+        raise ValueError(f"invalid {kind} name {name!r}: it looks like HEAD or a commit id")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """One head entry of a ref: its key and its decoded content."""
+
+    key: str
+    seq: int
+    entry: RefEntry
+
+
+@dataclass(frozen=True, slots=True)
+class RefState:
+    """What a ref looks like right now."""
+
+    ref: str
+    heads: tuple[Head, ...]
+    entries: int
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        """True when at least one head points somewhere."""
+        return any(not h.entry.is_deletion for h in self.heads)
+
+    @property
+    def diverged(self) -> bool:
+        """True when several live heads point at different targets."""
+        return len({(h.entry.target, h.entry.symbolic) for h in self.live_heads}) > 1
+
+    @property
+    def live_heads(self) -> tuple[Head, ...]:
+        """Heads that are not deletions, newest first."""
+        return tuple(sorted((h for h in self.heads if not h.entry.is_deletion),
+                            key=lambda h: (h.entry.time_ns, h.seq), reverse=True))
+
+    @property
+    def target(self) -> ObjectId | None:
+        """The commit the ref points at (the newest head's, if diverged)."""
+        live = self.live_heads
+        return live[0].entry.target if live else None
+
+    @property
+    def symbolic(self) -> str:
+        """The branch a symbolic ref (HEAD) names, or ``""``."""
+        live = self.live_heads
+        return live[0].entry.symbolic if live else ""
+
+    @property
+    def head_keys(self) -> tuple[str, ...]:
+        """Keys of every head, for the ``prev`` of the next update."""
+        return tuple(sorted(h.key for h in self.heads))
+
+
+@dataclass
+class _Snapshot:
+    by_ref: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+
+
+class RefStore:
+    """Reads and appends ref entries on a backend."""
+
+    def __init__(self, backend: Backend, cache: LocalCache, writer: str) -> None:
+        self._backend = backend
+        self._cache = cache
+        self._writer = writer
+
+    def _list(self) -> dict[str, list[tuple[str, int]]]:
+        by_ref: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for info in self._backend.list(REFS):
+            parsed = parse_ref_entry_key(info.key)
+            if parsed is None:
+                continue
+            ref, seq, _eid = parsed
+            by_ref[ref].append((info.key, seq))
+        return by_ref
+
+    def _read_entry(self, key: str) -> RefEntry | None:
+        parsed = parse_ref_entry_key(key)
+        assert parsed is not None
+        data = self._cache.get(key)
+        if data is None or hash_bytes(data) != parsed[2]:
+            try:
+                data = self._backend.read(key)
+            except ObjectNotFoundError:
+                return None
+            if hash_bytes(data) != parsed[2]:
+                log.warning("ref entry %s does not match its name (incomplete upload?)", key)
+                return None
+            self._cache.put(key, data)
+        try:
+            entry = decode_ref_entry(data, key)
+        except CasError:
+            log.warning("ref entry %s cannot be decoded; ignored", key)
+            return None
+        if entry.name != parsed[0]:
+            log.warning("ref entry %s names %s; ignored", key, entry.name)
+            return None
+        return entry
+
+    def _state(self, ref: str, keys: list[tuple[str, int]]) -> RefState:
+        entries: dict[str, tuple[int, RefEntry]] = {}
+        unreadable = []
+        for key, seq in keys:
+            e = self._read_entry(key)
+            if e is None:
+                unreadable.append(key)
+            else:
+                entries[key] = (seq, e)
+        superseded = {p for _s, e in entries.values() for p in e.prev}
+        heads = tuple(
+            Head(k, s, e) for k, (s, e) in sorted(entries.items()) if k not in superseded
+        )
+        return RefState(ref, heads, len(entries), tuple(unreadable))
+
+    def state(self, ref: str) -> RefState:
+        """The current state of one ref (``heads/x``, ``tags/x`` or ``HEAD``)."""
+        return self._state(ref, self._list().get(ref, []))
+
+    def all_states(self) -> dict[str, RefState]:
+        """Every ref that has at least one entry."""
+        return {ref: self._state(ref, keys) for ref, keys in sorted(self._list().items())}
+
+    def history(self, ref: str) -> list[RefEntry]:
+        """Every readable entry of a ref, oldest first (the ref's log)."""
+        keys = sorted(self._list().get(ref, []), key=lambda ks: (ks[1], ks[0]))
+        return [e for k, _s in keys if (e := self._read_entry(k)) is not None]
+
+    def update(
+        self,
+        ref: str,
+        *,
+        target: ObjectId | None,
+        symbolic: str = "",
+        expected: RefState,
+    ) -> RefState:
+        """Append an entry moving ``ref`` to ``target`` (None with no symbolic: delete).
+
+        ``expected`` is the state the caller based its decision on; its heads become
+        the new entry's ``prev``. After writing, the ref is read again: if another
+        writer raced us, the returned state has ``diverged`` set and both commits stay
+        reachable.
+
+        Raises:
+            RefConflictError: someone else's entry took our exact name (never silent).
+        """
+        seq = max((h.seq for h in expected.heads), default=0) + 1
+        entry = RefEntry(
+            name=ref, target=target, symbolic=symbolic, prev=expected.head_keys,
+            time_ns=time.time_ns(), writer=self._writer,
+        )
+        data = encode_ref_entry(entry)
+        key = ref_entry_key(ref, seq, hash_bytes(data))
+        try:
+            self._backend.write(key, data, if_absent=True)
+        except AlreadyExistsError as exc:
+            raise RefConflictError(f"ref {ref} entry {key} already exists") from exc
+        self._cache.put(key, data)
+        return self.state(ref)
+
+
+def check_entry_bytes(data: bytes, key: str) -> RefEntry:
+    """Decode a ref entry read by a tool (verify), checking it against its key."""
+    parsed = parse_ref_entry_key(key)
+    if parsed is None:
+        raise CorruptObjectError(key, "not a ref entry key")
+    if hash_bytes(data) != parsed[2]:
+        raise CorruptObjectError(key, "ref entry does not match its name")
+    return decode_ref_entry(data, key)

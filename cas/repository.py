@@ -1,0 +1,410 @@
+"""The repository: a backend plus the formats on it, and the only module combining them.
+
+A :class:`Repository` opens a store (reads and checks its config), loads the chunk index
+from the index segments, reads blobs (verifying every one against its id), trees and
+commits, and — through a :class:`WriteSession` — writes new blobs into packs, then the
+index segment that lists them, in the order of invariant 2:
+
+    packs → index segment → (trees travel inside packs) → commit → ref entry
+
+The ref entry is written by the caller (:mod:`cas.refs`) and is the only commit point.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from cas._faults import crash_point
+from cas.cache import LocalCache
+from cas.chunking import ChunkerParams
+from cas.codec import decode_commit, decode_tree, encode_commit, encode_tree
+from cas.compression import compress, decompress
+from cas.config import (
+    DEFAULT_PACK_SIZE,
+    DEFAULT_ZSTD_LEVEL,
+    StoreConfig,
+    decode_config,
+    encode_config,
+)
+from cas.errors import (
+    AlreadyExistsError,
+    CorruptObjectError,
+    HashMismatchError,
+    IntegrityError,
+    ObjectNotFoundError,
+    RepositoryNotFoundError,
+)
+from cas.hashing import hash_bytes
+from cas.ids import ObjectId
+from cas.index import ChunkIndex, decode_segment, encode_segment
+from cas.layout import (
+    COMMITS,
+    CONFIG_KEY,
+    INDEX,
+    commit_key,
+    index_key,
+    pack_key,
+    parse_object_key,
+)
+from cas.objects import Commit, Tree
+from cas.packs import KIND_CHUNK, KIND_TREE, PackEntry, PackWriter
+from cas.refs import RefState, RefStore
+from cas.store.base import Backend
+
+log = logging.getLogger(__name__)
+
+
+class Repository:
+    """An open store."""
+
+    def __init__(self, backend: Backend, config: StoreConfig, cache: LocalCache, writer: str) -> None:
+        self.backend = backend
+        self.config = config
+        self.cache = cache
+        self.writer = writer
+        self.refs = RefStore(backend, cache, writer)
+        self.index = ChunkIndex()
+        self._segments: set[ObjectId] = set()
+        self._index_loaded = False
+        self._index_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def create(
+        cls,
+        backend: Backend,
+        *,
+        cache_root: Path | None,
+        writer: str,
+        chunker: ChunkerParams | None = None,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        zstd_level: int = DEFAULT_ZSTD_LEVEL,
+        default_branch: str = "main",
+    ) -> Repository:
+        """Create a new store on ``backend`` and return it opened.
+
+        Raises:
+            AlreadyExistsError: a store already exists there.
+        """
+        config = StoreConfig(
+            store_id=secrets.token_hex(16),
+            created_ns=time.time_ns(),
+            chunker=chunker or ChunkerParams(),
+            zstd_level=zstd_level,
+            pack_size=pack_size,
+        )
+        config.chunker.validate()
+        try:
+            backend.write(CONFIG_KEY, encode_config(config), if_absent=True)
+        except AlreadyExistsError:
+            raise AlreadyExistsError(
+                f"a cas store at {backend.location}",
+                hint="attach a worktree to it with `cas clone STORE DIR`",
+            ) from None
+        repo = cls(backend, config, _cache_for(cache_root, config), writer)
+        repo.refs.update(
+            "HEAD", target=None, symbolic=f"heads/{default_branch}", expected=repo.refs.state("HEAD")
+        )
+        return repo
+
+    @classmethod
+    def open(cls, backend: Backend, *, cache_root: Path | None, writer: str) -> Repository:
+        """Open an existing store.
+
+        Raises:
+            RepositoryNotFoundError: no config at the location.
+            UnsupportedFormatError: the store is of a newer format.
+        """
+        try:
+            raw = backend.read(CONFIG_KEY)
+        except ObjectNotFoundError:
+            raise RepositoryNotFoundError(backend.location) from None
+        config = decode_config(raw, f"config of {backend.location}")
+        return cls(backend, config, _cache_for(cache_root, config), writer)
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    # ------------------------------------------------------------------ index
+
+    def load_index(self, *, refresh: bool = False) -> ChunkIndex:
+        """Load every index segment not loaded yet (all of them the first time)."""
+        with self._index_lock:
+            if self._index_loaded and not refresh:
+                return self.index
+            for info in self.backend.list(INDEX):
+                seg_id = parse_object_key(info.key, INDEX)
+                if seg_id is None or seg_id in self._segments:
+                    continue
+                data = self._read_verified(info.key, seg_id, f"index segment {seg_id.short}")
+                self.index.add_segment(decode_segment(data, f"index segment {seg_id.short}"))
+                self._segments.add(seg_id)
+            self._index_loaded = True
+            return self.index
+
+    def _read_verified(self, key: str, oid: ObjectId, what: str, *, cache: bool = True) -> bytes:
+        """Read an immutable object (cache first), checking it against its id."""
+        data = self.cache.get(key) if cache else None
+        if data is not None:
+            if hash_bytes(data) == oid:
+                return data
+            self.cache.evict(key)
+        data = self.backend.read(key)
+        actual = hash_bytes(data)
+        if actual != oid:
+            raise HashMismatchError(what, oid.hex(), actual.hex())
+        if cache:
+            self.cache.put(key, data)
+        return data
+
+    # ------------------------------------------------------------------ blobs
+
+    def read_pack(self, pack_id: ObjectId) -> bytes:
+        """A whole pack, verified against its id; cached for later checkouts."""
+        return self._read_verified(pack_key(pack_id), pack_id, f"pack {pack_id.hex()}")
+
+    def read_pack_range(self, pack_id: ObjectId, offset: int, length: int) -> bytes:
+        """Bytes of a pack (from the cache when the pack is cached)."""
+        key = pack_key(pack_id)
+        data = self.cache.read_range(key, offset, length)
+        if data is None:
+            data = self.backend.read_range(key, offset, length)
+        return data
+
+    def decode_blob(self, blob_id: ObjectId, codec: int, raw_len: int, stored: bytes, pack_id: ObjectId) -> bytes:
+        """Decompress a blob's stored bytes and check them against its id.
+
+        Raises:
+            IntegrityError: the bytes are damaged; the message names pack and blob.
+        """
+        what = f"chunk {blob_id.hex()} in pack {pack_id.hex()}"
+        raw = decompress(codec, stored, raw_len, what)
+        actual = hash_bytes(raw)
+        if actual != blob_id:
+            raise HashMismatchError(what, blob_id.hex(), actual.hex())
+        return raw
+
+    def read_blob(self, blob_id: ObjectId) -> bytes:
+        """One blob's raw bytes, verified.
+
+        Raises:
+            ObjectNotFoundError: no known pack holds the blob.
+            IntegrityError: the stored bytes are damaged.
+        """
+        loc = self.load_index().lookup(blob_id)
+        if loc is None:
+            raise ObjectNotFoundError(
+                f"chunk {blob_id.hex()} (in no indexed pack)",
+                hint="run `cas verify` to see which versions are affected",
+            )
+        stored = self.read_pack_range(loc.pack_id, loc.offset, loc.stored_len)
+        try:
+            return self.decode_blob(blob_id, loc.codec, loc.raw_len, stored, loc.pack_id)
+        except IntegrityError:
+            if not self.cache.has(pack_key(loc.pack_id)):
+                raise
+            # A damaged cached copy: drop it and read from the remote.
+            self.cache.evict(pack_key(loc.pack_id))
+            stored = self.backend.read_range(pack_key(loc.pack_id), loc.offset, loc.stored_len)
+            return self.decode_blob(blob_id, loc.codec, loc.raw_len, stored, loc.pack_id)
+
+    # ------------------------------------------------------------------ trees, commits
+
+    def load_tree(self, tree_id: ObjectId, *, at_root: bool = False) -> Tree:
+        """Load and decode a tree (cached locally once read)."""
+        h = tree_id.hex()
+        key = f"trees/{h[:2]}/{h}"
+        data = self.cache.get(key)
+        if data is None or hash_bytes(data) != tree_id:
+            data = self.read_blob(tree_id)
+            self.cache.put(key, data)
+        return decode_tree(data, f"tree {tree_id.short}", at_root=at_root)
+
+    def load_commit(self, commit_id: ObjectId) -> Commit:
+        """Load a commit, verified against its id.
+
+        Raises:
+            ObjectNotFoundError: no such commit on the remote.
+        """
+        data = self._read_verified(commit_key(commit_id), commit_id, f"commit {commit_id.short}")
+        return decode_commit(data, f"commit {commit_id.short}")
+
+    def save_commit(self, commit: Commit) -> ObjectId:
+        """Write a commit (create-only; an identical one already there is fine)."""
+        data = encode_commit(commit)
+        commit_id = hash_bytes(data)
+        try:
+            self.backend.write(commit_key(commit_id), data, if_absent=True)
+        except AlreadyExistsError:
+            pass
+        self.cache.put(commit_key(commit_id), data)
+        crash_point("after-commit-write")
+        return commit_id
+
+    def has_commit(self, commit_id: ObjectId) -> bool:
+        """True when the commit object exists (cached or on the remote)."""
+        key = commit_key(commit_id)
+        if self.cache.has(key):
+            return True
+        try:
+            self.backend.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def iter_commit_ids(self) -> Iterator[ObjectId]:
+        """Every commit on the remote (unordered)."""
+        for info in self.backend.list(COMMITS):
+            oid = parse_object_key(info.key, COMMITS)
+            if oid is not None:
+                yield oid
+
+    def branch_state(self, branch: str) -> RefState:
+        """State of ``heads/<branch>``."""
+        return self.refs.state(f"heads/{branch}")
+
+    def new_session(self) -> WriteSession:
+        """Start writing blobs; see :class:`WriteSession`."""
+        return WriteSession(self)
+
+
+def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
+    return LocalCache(None if cache_root is None else cache_root / config.store_id)
+
+
+class WriteSession:
+    """Collects new blobs into packs, uploads them, then writes their index segment.
+
+    Safe to use from several threads: :meth:`reserve` decides atomically which thread
+    stores a blob never seen before; :meth:`add` appends it to the open pack, and a full
+    pack is sealed and uploaded in the background (at most ``max_uploads`` in flight, so
+    memory stays bounded). :meth:`flush` waits for the uploads and writes the index
+    segment; only then may a commit reference the blobs.
+    """
+
+    def __init__(self, repo: Repository, *, max_uploads: int = 2) -> None:
+        self.repo = repo
+        self._index = repo.load_index()
+        self._lock = threading.Lock()
+        self._pending: set[bytes] = set()
+        self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
+        self._uploads: list[Future[None]] = []
+        self._slots = threading.BoundedSemaphore(max_uploads)
+        self._pool = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-upload")
+        self._packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
+        self.new_blobs = 0
+        self.new_bytes = 0
+        self.stored_bytes = 0
+        self.packs_written = 0
+
+    def reserve(self, blob_id: ObjectId) -> bool:
+        """True when the caller must store ``blob_id`` (first sight in store and session)."""
+        with self._lock:
+            if blob_id in self._pending or blob_id in self._index:
+                return False
+            self._pending.add(blob_id)
+            return True
+
+    def add(self, blob_id: ObjectId, kind: int, codec: int, raw_len: int, stored: bytes) -> None:
+        """Append a reserved blob (already compressed) to the open pack of its kind."""
+        sealed = None
+        with self._lock:
+            self._raise_failed_upload()
+            w = self._writers[kind]
+            w.add(blob_id, kind, codec, raw_len, stored)
+            self.new_blobs += 1
+            self.new_bytes += raw_len
+            if w.size >= self.repo.config.pack_size:
+                sealed = w.seal()
+                self._writers[kind] = PackWriter()
+        if sealed is not None:
+            self._submit(*sealed)
+
+    def store_tree(self, tree: Tree) -> ObjectId:
+        """Encode a tree and store it as a blob unless the store has it; return its id."""
+        data = encode_tree(tree)
+        tree_id = hash_bytes(data)
+        if self.reserve(tree_id):
+            codec, stored = compress(data, self.repo.config.zstd_level)
+            self.add(tree_id, KIND_TREE, codec, len(data), stored)
+        return tree_id
+
+    def _submit(self, pack_id: ObjectId, data: bytes, entries: list[PackEntry]) -> None:
+        self._slots.acquire()
+        try:
+            fut = self._pool.submit(self._upload, pack_id, data, entries)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda _f: self._slots.release())
+        with self._lock:
+            self._uploads.append(fut)
+
+    def _upload(self, pack_id: ObjectId, data: bytes, entries: list[PackEntry]) -> None:
+        try:
+            self.repo.backend.write(pack_key(pack_id), data, if_absent=True)
+        except AlreadyExistsError:
+            pass  # same name, same bytes: written by an earlier, interrupted run
+        crash_point("after-pack-upload")
+        with self._lock:
+            self._packs[pack_id] = (len(data), entries)
+            self.stored_bytes += len(data)
+            self.packs_written += 1
+
+    def _raise_failed_upload(self) -> None:
+        for fut in self._uploads:
+            if fut.done() and fut.exception() is not None:
+                fut.result()
+
+    def flush(self) -> None:
+        """Seal open packs, wait for every upload, write the index segment.
+
+        After this returns, every blob added so far is durable and findable, and the
+        session can go on accepting blobs.
+        """
+        with self._lock:
+            sealed = [w.seal() for w in self._writers.values() if w.count]
+            self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
+        for s in sealed:
+            self._submit(*s)
+        with self._lock:
+            uploads, self._uploads = self._uploads, []
+        for fut in uploads:
+            fut.result()
+        with self._lock:
+            packs, self._packs = self._packs, {}
+        if not packs:
+            return
+        segment = encode_segment(packs)
+        seg_id = hash_bytes(segment)
+        try:
+            self.repo.backend.write(index_key(seg_id), segment, if_absent=True)
+        except AlreadyExistsError:
+            pass
+        self.repo.cache.put(index_key(seg_id), segment)
+        self._index.add_segment(packs)
+        self.repo._segments.add(seg_id)
+        with self._lock:
+            self._pending.clear()
+        crash_point("after-index-write")
+
+    def close(self) -> None:
+        """Stop the upload threads (without flushing)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> WriteSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["CorruptObjectError", "Repository", "WriteSession"]

@@ -1,0 +1,222 @@
+"""A folder backend: a local directory or a mounted Google Drive folder.
+
+Each write goes to a temp file in the target directory (named after the key plus a
+random part and :data:`TEMP_SUFFIX`), is flushed and fsync'ed, then moved into place with
+``os.replace`` — or, for a create-only write, hard-linked into place so that an existing
+key makes the link fail. Directories are created only when a write finds them missing,
+because metadata calls are slow on network mounts.
+
+OS errors are translated here, once: ENOENT → :class:`ObjectNotFoundError`; ENOSPC and
+EDQUOT → :class:`NoSpaceError`; EACCES, EPERM and EROFS → :class:`PermissionDeniedError`;
+EIO, ENOTCONN ("Transport endpoint is not connected"), ETIMEDOUT, ESTALE and friends →
+:class:`BackendUnavailableError` (transient); anything else → :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from cas.errors import (
+    AlreadyExistsError,
+    BackendError,
+    BackendUnavailableError,
+    NoSpaceError,
+    ObjectNotFoundError,
+    PermissionDeniedError,
+    ShortReadError,
+)
+from cas.store.base import (
+    TEMP_SUFFIX,
+    Capabilities,
+    KeyInfo,
+    is_valid_key,
+    resolve_range,
+    validate_key,
+)
+
+_TRANSIENT = {
+    errno.EIO, errno.ENOTCONN, errno.ETIMEDOUT, errno.ESTALE, errno.EAGAIN, errno.EINTR,
+    errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTDOWN, errno.ENETDOWN, errno.EBUSY,
+}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+# Link failures that mean "this filesystem has no hard links" rather than "exists".
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+# Seam for tests: how a temp file is opened (a test may replace it to raise ENOSPC).
+open_temp = os.open
+
+
+def translate_os_error(exc: OSError, key: str, action: str) -> Exception:
+    """Map an ``OSError`` on ``key`` to the backend error family."""
+    code = exc.errno
+    where = f"{action} {key}"
+    if code == errno.ENOENT:
+        return ObjectNotFoundError(key)
+    if code in _NO_SPACE:
+        return NoSpaceError(f"no space left on device while trying to {where}")
+    if code in _DENIED:
+        return PermissionDeniedError(
+            f"permission denied while trying to {where} ({os.strerror(code or 0)})",
+            hint="check that the store folder is writable (a read-only store can still be read)",
+        )
+    if code in _TRANSIENT:
+        return BackendUnavailableError(f"the store did not answer while trying to {where}: {exc}")
+    return BackendError(f"failed to {where}: {exc}")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # FUSE mounts (Drive) and some filesystems refuse fsync on directories.
+    finally:
+        os.close(fd)
+
+
+class LocalDirBackend:
+    """Keys as files below a root directory."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self._fsync = fsync
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            atomic_replace=True, conditional_write=True, consistent_listing=True,
+            max_connections=4,
+        )
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def read(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except IsADirectoryError:
+            raise ObjectNotFoundError(key) from None
+        except OSError as exc:
+            raise translate_os_error(exc, key, "read") from exc
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                start, _ = resolve_range(key, size, offset, length)
+                data = os.pread(f.fileno(), length, start)
+        except OSError as exc:
+            raise translate_os_error(exc, key, "read") from exc
+        if len(data) != length:
+            raise ShortReadError(key, length, len(data))
+        return data
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        try:
+            try:
+                fd = open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                if self._fsync:
+                    try:
+                        os.fsync(fd)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                            raise
+            finally:
+                os.close(fd)
+            if if_absent:
+                self._link_into_place(tmp, path, key)
+            else:
+                os.replace(tmp, path)
+        except OSError as exc:
+            raise translate_os_error(exc, key, "write") from exc
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass  # best effort: a leftover temp name is ignored by every reader
+        if self._fsync:
+            _fsync_dir(path.parent)
+
+    def _link_into_place(self, tmp: Path, path: Path, key: str) -> None:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise AlreadyExistsError(key) from None
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            # No hard links here (some FUSE mounts): check, then move. Not race-free;
+            # Capabilities says so and refs never rely on it (see docs/backends.md).
+            if path.exists():
+                raise AlreadyExistsError(key) from None
+            os.replace(tmp, path)
+
+    def list(self, prefix: str) -> Iterator[KeyInfo]:
+        base = self.root / prefix if prefix else self.root
+        if prefix and not prefix.endswith("/"):
+            raise ValueError("list() takes a folder prefix ending in '/' or ''")
+        stack = [base]
+        while stack:
+            d = stack.pop()
+            try:
+                entries = list(os.scandir(d))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise translate_os_error(exc, prefix or "/", "list") from exc
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                key = Path(entry.path).relative_to(self.root).as_posix()
+                if is_valid_key(key):
+                    yield KeyInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+
+    def stat(self, key: str) -> KeyInfo:
+        try:
+            st = os.stat(self._path(key))
+        except OSError as exc:
+            raise translate_os_error(exc, key, "stat") from exc
+        if not os.path.isfile(self._path(key)):
+            raise ObjectNotFoundError(key)
+        return KeyInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise translate_os_error(exc, key, "delete") from exc
+
+    def close(self) -> None:
+        pass
