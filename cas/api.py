@@ -58,8 +58,20 @@ from cas.usage import UsageReport, measure_usage
 from cas.worktree import Worktree, WorktreeHead
 
 __all__ = [
-    "BranchInfo", "Change", "CheckoutResult", "CommitResult", "LogEntry", "LsEntry", "Repo",
-    "Status", "TagInfo", "UsageReport", "clone", "default_cache_dir", "init", "open",
+    "BranchInfo",
+    "Change",
+    "CheckoutResult",
+    "CommitResult",
+    "LogEntry",
+    "LsEntry",
+    "Repo",
+    "Status",
+    "TagInfo",
+    "UsageReport",
+    "clone",
+    "default_cache_dir",
+    "init",
+    "open",
 ]
 
 ProgressArg = bool | Progress
@@ -147,7 +159,11 @@ class Status:
     @property
     def behind(self) -> bool:
         """True when the branch moved on since this worktree's version."""
-        return self.branch is not None and self.branch_head != self.commit_id and not self.diverged_heads
+        return (
+            self.branch is not None
+            and self.branch_head != self.commit_id
+            and not self.diverged_heads
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +232,13 @@ def init(
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     backend = open_backend(location)
     repository = Repository.create(
-        backend, cache_root=cache_root, writer=_whoami(), chunker=chunker,
-        pack_size=pack_size, zstd_level=zstd_level, default_branch=branch,
+        backend,
+        cache_root=cache_root,
+        writer=_whoami(),
+        chunker=chunker,
+        pack_size=pack_size,
+        zstd_level=zstd_level,
+        default_branch=branch,
     )
     wt = Worktree.create(root, location)
     wt.write_head(WorktreeHead(branch, None))
@@ -281,7 +302,9 @@ def open(
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     location = wt.store_location
     try:
-        repository = Repository.open(open_backend(location), cache_root=cache_root, writer=_whoami())
+        repository = Repository.open(
+            open_backend(location), cache_root=cache_root, writer=_whoami()
+        )
     except RepositoryNotFoundError as exc:
         raise RepositoryNotFoundError(
             location, hint="is the store mounted? (Colab: drive.mount('/content/drive'))"
@@ -295,7 +318,9 @@ def open(
 class Repo:
     """A worktree attached to a store; the object notebooks work with."""
 
-    def __init__(self, worktree: Worktree, repository: Repository, *, progress: ProgressArg = True) -> None:
+    def __init__(
+        self, worktree: Worktree, repository: Repository, *, progress: ProgressArg = True
+    ) -> None:
         self.worktree = worktree
         self.repository = repository
         self.progress = _progress(progress)
@@ -331,7 +356,9 @@ class Repo:
 
     # -------------------------------------------------------------- commit
 
-    def commit(self, message: str, *, tag: str | None = None, author: str | None = None) -> CommitResult:
+    def commit(
+        self, message: str, *, tag: str | None = None, author: str | None = None
+    ) -> CommitResult:
         """Snapshot the worktree as a new commit on the current branch.
 
         Only content the store has never seen is uploaded. With ``tag``, the new commit
@@ -354,15 +381,27 @@ class Repo:
             if tag is not None:
                 check_ref_name(tag, "tag")
                 if repo.refs.state(f"tags/{tag}").exists:
-                    raise AlreadyExistsError(f"tag {tag!r}", hint="pick another name or use `cas tag -f`")
+                    raise AlreadyExistsError(
+                        f"tag {tag!r}", hint="pick another name or use `cas tag -f`"
+                    )
             stat_cache = self.worktree.load_stat_cache()
             with repo.new_session() as session:
-                snap = snapshot_worktree(repo, self.worktree, session, stat_cache,
-                                         progress=self.progress, workers=self.workers)
+                snap = snapshot_worktree(
+                    repo,
+                    self.worktree,
+                    session,
+                    stat_cache,
+                    progress=self.progress,
+                    workers=self.workers,
+                )
                 outcome = commit_snapshot(
-                    repo, session, snap, branch=head.branch,
+                    repo,
+                    session,
+                    snap,
+                    branch=head.branch,
                     parents=(head.commit,) if head.commit else (),
-                    message=message, author=author or _whoami(),
+                    message=message,
+                    author=author or _whoami(),
                 )
             self.worktree.write_head(WorktreeHead(head.branch, outcome.commit_id))
             self.worktree.save_stat_cache(stat_cache)
@@ -371,14 +410,22 @@ class Repo:
                 repo.refs.update(f"tags/{tag}", target=outcome.commit_id, expected=state)
         st = outcome.commit.stats
         return CommitResult(
-            commit_id=outcome.commit_id, branch=head.branch, tag=tag, files=st.files,
-            bytes=st.bytes, scanned_bytes=st.scanned_bytes, new_bytes=st.new_bytes,
-            stored_bytes=st.stored_bytes, diverged=outcome.diverged,
+            commit_id=outcome.commit_id,
+            branch=head.branch,
+            tag=tag,
+            files=st.files,
+            bytes=st.bytes,
+            scanned_bytes=st.scanned_bytes,
+            new_bytes=st.new_bytes,
+            stored_bytes=st.stored_bytes,
+            diverged=outcome.diverged,
         )
 
     # -------------------------------------------------------------- checkout
 
-    def checkout(self, ref: str, *, paths: Sequence[str] | None = None, force: bool = False) -> CheckoutResult:
+    def checkout(
+        self, ref: str, *, paths: Sequence[str] | None = None, force: bool = False
+    ) -> CheckoutResult:
         """Make the worktree (or only ``paths``) equal to version ``ref``.
 
         Files already correct are not touched; chunks are taken from files in the
@@ -397,20 +444,32 @@ class Repo:
             head = self.worktree.read_head()
             base_tree = repo.load_commit(head.commit).tree if head.commit else None
             stat_cache = self.worktree.load_stat_cache()
-            plan = plan_checkout(repo, self.worktree, commit.tree, base_tree, stat_cache,
-                                 paths=list(paths) if paths else None)
+            plan = plan_checkout(
+                repo,
+                self.worktree,
+                commit.tree,
+                base_tree,
+                stat_cache,
+                paths=list(paths) if paths else None,
+            )
             if plan.conflicts and not force:
                 self.worktree.save_stat_cache(stat_cache)
                 raise DirtyWorktreeError(sorted(set(plan.conflicts)))
-            stats = apply_checkout(repo, self.worktree, plan, stat_cache,
-                                   progress=self.progress,
-                                   workers=repo.backend.capabilities.max_connections)
+            stats = apply_checkout(
+                repo,
+                self.worktree,
+                plan,
+                stat_cache,
+                progress=self.progress,
+                workers=repo.backend.capabilities.max_connections,
+            )
             if not paths:
                 branch = resolved.name if resolved.kind == "branch" else None
                 self.worktree.write_head(WorktreeHead(branch, resolved.commit_id))
             self.worktree.save_stat_cache(stat_cache)
-        return CheckoutResult(resolved.commit_id, ref,
-                              resolved.name if resolved.kind == "branch" else None, stats)
+        return CheckoutResult(
+            resolved.commit_id, ref, resolved.name if resolved.kind == "branch" else None, stats
+        )
 
     # -------------------------------------------------------------- inspection
 
@@ -429,8 +488,16 @@ class Repo:
             if state.diverged:
                 diverged = tuple(h.entry.target for h in state.live_heads if h.entry.target)
             pending = state.unreadable
-        return Status(head.branch, head.commit, tuple(added), tuple(modified), tuple(deleted),
-                      branch_head, diverged, pending)
+        return Status(
+            head.branch,
+            head.commit,
+            tuple(added),
+            tuple(modified),
+            tuple(deleted),
+            branch_head,
+            diverged,
+            pending,
+        )
 
     def _compare(
         self, base: dict[str, TreeEntry]
@@ -455,7 +522,10 @@ class Repo:
             elif e.kind == EntryKind.SYMLINK:
                 if b.target != e.target:
                     modified.append((path, e.size))
-            elif b.size != e.size or local_content(self.worktree, e, stat_cache, chunker).oid != b.oid:
+            elif (
+                b.size != e.size
+                or local_content(self.worktree, e, stat_cache, chunker).oid != b.oid
+            ):
                 modified.append((path, e.size))
         for path, b in sorted(base.items()):
             if path in local:
@@ -490,7 +560,9 @@ class Repo:
         out += [Change(p, "deleted", base.get(p), None) for p, _s in deleted]
         return sorted(out, key=lambda c: c.path)
 
-    def log(self, ref: str | None = None, *, limit: int | None = None, all: bool = False) -> list[LogEntry]:
+    def log(
+        self, ref: str | None = None, *, limit: int | None = None, all: bool = False
+    ) -> list[LogEntry]:
         """Commits reachable from ``ref`` (default: the worktree's version), newest first.
 
         With ``all``, from every branch and tag, including every head of a diverged branch.
@@ -525,7 +597,8 @@ class Repo:
             for h in state.live_heads:
                 if h.entry.target is not None:
                     labels.setdefault(h.entry.target, []).append(
-                        f"tag: {name}" if kind == "tags" else name)
+                        f"tag: {name}" if kind == "tags" else name
+                    )
         return labels
 
     def show(self, ref: str = "HEAD") -> LogEntry:
@@ -553,8 +626,10 @@ class Repo:
         sub = entry.oid if entry is not None else tree_id
         if recursive:
             return [LsEntry(p, e) for p, e in iter_tree(repo, sub, prefix)]
-        return [LsEntry(f"{prefix}/{e.name}" if prefix else e.name, e)
-                for e in repo.load_tree(sub, at_root=not prefix).entries]
+        return [
+            LsEntry(f"{prefix}/{e.name}" if prefix else e.name, e)
+            for e in repo.load_tree(sub, at_root=not prefix).entries
+        ]
 
     def du(self) -> UsageReport:
         """Per version: logical bytes and bytes stored only by it; store-wide ratios."""
@@ -605,9 +680,14 @@ class Repo:
         for ref, state in self.repository.refs.all_states().items():
             if ref.startswith("heads/") and state.exists and state.target is not None:
                 name = ref[6:]
-                diverged = tuple(h.entry.target for h in state.live_heads
-                                 if h.entry.target) if state.diverged else ()
-                out.append(BranchInfo(name, state.target, name == head.branch, name == default, diverged))
+                diverged = (
+                    tuple(h.entry.target for h in state.live_heads if h.entry.target)
+                    if state.diverged
+                    else ()
+                )
+                out.append(
+                    BranchInfo(name, state.target, name == head.branch, name == default, diverged)
+                )
         return out
 
     def branch(self, name: str, ref: str = "HEAD", *, force: bool = False) -> BranchInfo:
@@ -626,7 +706,9 @@ class Repo:
             raise AlreadyExistsError(f"branch {name!r}", hint="use --force to move it")
         self.repository.refs.update(f"heads/{name}", target=cid, expected=state)
         head = self.worktree.read_head()
-        return BranchInfo(name, cid, name == head.branch, name == default_branch(self.repository), ())
+        return BranchInfo(
+            name, cid, name == head.branch, name == default_branch(self.repository), ()
+        )
 
     def delete_branch(self, name: str) -> BranchInfo:
         """Delete a branch (its commits stay reachable from tags or are left for gc)."""
@@ -635,12 +717,13 @@ class Repo:
             raise RefNotFoundError(f"heads/{name}")
         head = self.worktree.read_head()
         if head.branch == name:
-            raise CasError(f"cannot delete branch {name!r}: the worktree is on it",
-                           hint="check out another branch first")
+            raise CasError(
+                f"cannot delete branch {name!r}: the worktree is on it",
+                hint="check out another branch first",
+            )
         self.repository.refs.update(f"heads/{name}", target=None, expected=state)
         return BranchInfo(name, state.target, False, False, ())
 
     def resolve(self, ref: str) -> ObjectId:
         """The commit id a ref names."""
         return self._resolve(ref)
-

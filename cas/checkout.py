@@ -78,7 +78,9 @@ class CheckoutPlan:
     @property
     def bytes_to_write(self) -> int:
         """Bytes of the files that will be (re)written."""
-        return sum(self.target[p].size for p in self.writes if self.target[p].kind == EntryKind.FILE)
+        return sum(
+            self.target[p].size for p in self.writes if self.target[p].kind == EntryKind.FILE
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +133,21 @@ def plan_checkout(
 ) -> CheckoutPlan:
     """Decide what to write, delete and keep; collect conflicts (does not raise on them)."""
     scopes = None if paths is None else tuple("/".join(split_path(p)) for p in paths)
-    target = {p: e for p, e in flatten_tree(repo, target_tree).items()
-              if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)}
-    base = ({p: e for p, e in flatten_tree(repo, base_tree).items() if _in_scope(p, scopes)}
-            if base_tree is not None else {})
-    local = {p: e for p, e in wt.scan().items()
-             if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)}
+    target = {
+        p: e
+        for p, e in flatten_tree(repo, target_tree).items()
+        if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
+    }
+    base = (
+        {p: e for p, e in flatten_tree(repo, base_tree).items() if _in_scope(p, scopes)}
+        if base_tree is not None
+        else {}
+    )
+    local = {
+        p: e
+        for p, e in wt.scan().items()
+        if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
+    }
     if scopes is not None:
         missing = [s for s in scopes if s and s not in target and s not in base]
         if missing:
@@ -170,7 +181,11 @@ def plan_checkout(
                 continue
             if t.kind == lo.kind == EntryKind.SYMLINK and t.target == lo.target:
                 continue
-            if t.kind == lo.kind == EntryKind.FILE and t.size == lo.size and content(lo).oid == t.oid:
+            if (
+                t.kind == lo.kind == EntryKind.FILE
+                and t.size == lo.size
+                and content(lo).oid == t.oid
+            ):
                 if t.mode != lo.mode or t.mtime_ns != lo.mtime_ns:
                     plan.meta_only.append(path)
                 continue
@@ -305,8 +320,16 @@ def apply_checkout(
         with contextlib.suppress(FileNotFoundError):
             st = os.lstat(wt.abspath(path))
             stat_cache.record(
-                LocalEntry(path, EntryKind.FILE, stat.S_IMODE(st.st_mode), st.st_size,
-                           st.st_mtime_ns, st.st_ino, st.st_ctime_ns, seen_ns=seen_ns),
+                LocalEntry(
+                    path,
+                    EntryKind.FILE,
+                    stat.S_IMODE(st.st_mode),
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ino,
+                    st.st_ctime_ns,
+                    seen_ns=seen_ns,
+                ),
                 FileContent(t.oid, t.chunks),
             )
     for path in plan.deletes:
@@ -365,7 +388,9 @@ def _copy_from_worktree(
     return remaining
 
 
-def _coalesce(locs: list[tuple[bytes, BlobLocation]]) -> list[tuple[int, int, list[tuple[bytes, BlobLocation]]]]:
+def _coalesce(
+    locs: list[tuple[bytes, BlobLocation]],
+) -> list[tuple[int, int, list[tuple[bytes, BlobLocation]]]]:
     """Group a pack's needed blobs into ranges ``(start, end, blobs)``."""
     groups: list[tuple[int, int, list[tuple[bytes, BlobLocation]]]] = []
     for cid, loc in sorted(locs, key=lambda x: x[1].offset):
@@ -438,7 +463,7 @@ def _fetch_remote(
         if size and want >= WHOLE_PACK_SHARE * size:
             data = repo.read_pack(pack_id)
             for cid, loc in locs:
-                deliver(cid, loc, data[loc.offset:loc.offset + loc.stored_len])
+                deliver(cid, loc, data[loc.offset : loc.offset + loc.stored_len])
             with lock:
                 counters["fetched"] += len(data)
                 counters["packs"] += 1
@@ -446,7 +471,7 @@ def _fetch_remote(
         for start, end, blobs in _coalesce(locs):
             data = repo.backend.read_range(key, start, end - start)
             for cid, loc in blobs:
-                deliver(cid, loc, data[loc.offset - start:loc.offset - start + loc.stored_len])
+                deliver(cid, loc, data[loc.offset - start : loc.offset - start + loc.stored_len])
             with lock:
                 counters["fetched"] += len(data)
                 counters["ranges"] += 1
@@ -474,7 +499,9 @@ def _check_dir_chain(root: Path, path: str, verified: set[str]) -> None:
         except FileNotFoundError:
             return
         if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePathError(path, f"{sub} is not a directory (a symlink?); refusing to write through it")
+            raise UnsafePathError(
+                path, f"{sub} is not a directory (a symlink?); refusing to write through it"
+            )
         verified.add(sub)
 
 

@@ -55,8 +55,15 @@ def unpack_untrusted(data: bytes, what: str) -> Any:
             strict_map_key=True,
             use_list=True,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, RecursionError, OverflowError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+        RecursionError,
+        OverflowError,
+    ) as exc:
         raise CorruptObjectError(what, f"not valid msgpack ({type(exc).__name__})") from exc
 
 
@@ -186,8 +193,10 @@ def _decode_tree(data: bytes, what: str, at_root: bool) -> Tree:
                 sizes = _list(pair[1], what, "chunk sizes")
                 _expect(len(ids) == ID_SIZE * len(sizes), what, "chunk ids and sizes differ")
                 chunks = tuple(
-                    ChunkRef(ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]),
-                             _int(s, what, "chunk size", 1))
+                    ChunkRef(
+                        ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]),
+                        _int(s, what, "chunk size", 1),
+                    )
                     for i, s in enumerate(sizes)
                 )
                 _expect(sum(c.size for c in chunks) == size, what, "chunk sizes do not add up")
@@ -216,9 +225,14 @@ def encode_commit(c: Commit) -> bytes:
             "author": c.author,
             "time_ns": c.time_ns,
             "stats": {
-                "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks, "bytes": s.bytes,
-                "scanned_bytes": s.scanned_bytes, "new_chunks": s.new_chunks,
-                "new_bytes": s.new_bytes, "stored_bytes": s.stored_bytes,
+                "files": s.files,
+                "dirs": s.dirs,
+                "symlinks": s.symlinks,
+                "bytes": s.bytes,
+                "scanned_bytes": s.scanned_bytes,
+                "new_chunks": s.new_chunks,
+                "new_bytes": s.new_bytes,
+                "stored_bytes": s.stored_bytes,
             },
         }
     )
@@ -233,9 +247,9 @@ def _decode_commit(data: bytes, what: str) -> Commit:
     m = _map(unpack_untrusted(data, what), what)
     _header(m, what, "commit", COMMIT_VERSION)
     st = _map(m.get("stats", {}), what)
-    stats = CommitStats(**{
-        k: _int(st.get(k, 0), what, f"stats.{k}") for k in CommitStats.__dataclass_fields__
-    })
+    stats = CommitStats(
+        **{k: _int(st.get(k, 0), what, f"stats.{k}") for k in CommitStats.__dataclass_fields__}
+    )
     return Commit(
         tree=_oid(m.get("tree"), what, "tree"),
         parents=tuple(_oid(p, what, "parents") for p in _list(m.get("parents"), what, "parents")),

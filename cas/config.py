@@ -46,8 +46,12 @@ def encode_config(c: StoreConfig) -> bytes:
             "store_id": c.store_id,
             "created_ns": c.created_ns,
             "chunker": {
-                "algorithm": ch.algorithm, "min": ch.min, "avg": ch.avg, "max": ch.max,
-                "normalization": ch.normalization, "seed": ch.seed,
+                "algorithm": ch.algorithm,
+                "min": ch.min,
+                "avg": ch.avg,
+                "max": ch.max,
+                "normalization": ch.normalization,
+                "seed": ch.seed,
             },
             "compression": {"codec": "zstd", "level": c.zstd_level},
             "pack_size": c.pack_size,
@@ -89,8 +93,11 @@ def _decode_config(data: bytes, what: str) -> StoreConfig:
     if comp["codec"] != "zstd":
         raise UnsupportedFormatError(f"unknown compression {comp['codec']!r}", hint="upgrade cas")
     params = ChunkerParams(
-        min=int(ch["min"]), avg=int(ch["avg"]), max=int(ch["max"]),
-        normalization=int(ch["normalization"]), seed=int(ch["seed"]),
+        min=int(ch["min"]),
+        avg=int(ch["avg"]),
+        max=int(ch["max"]),
+        normalization=int(ch["normalization"]),
+        seed=int(ch["seed"]),
         algorithm=str(ch["algorithm"]),
     )
     try:

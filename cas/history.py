@@ -107,7 +107,9 @@ def resolve_ref(repo: Repository, ref: str) -> Resolved:
     raise RefNotFoundError(ref)
 
 
-def iter_tree(repo: Repository, tree_id: ObjectId, prefix: str = "") -> Iterator[tuple[str, TreeEntry]]:
+def iter_tree(
+    repo: Repository, tree_id: ObjectId, prefix: str = ""
+) -> Iterator[tuple[str, TreeEntry]]:
     """Every entry below a tree, depth first, parents before children."""
     tree = repo.load_tree(tree_id, at_root=not prefix)
     for e in tree.entries:
@@ -145,7 +147,9 @@ def same_content(a: TreeEntry, b: TreeEntry) -> bool:
     return a.kind == b.kind and a.oid == b.oid and (a.kind == EntryKind.DIR or a.mode == b.mode)
 
 
-def diff_trees(repo: Repository, old: ObjectId | None, new: ObjectId | None, prefix: str = "") -> list[Change]:
+def diff_trees(
+    repo: Repository, old: ObjectId | None, new: ObjectId | None, prefix: str = ""
+) -> list[Change]:
     """What changed from tree ``old`` to tree ``new`` (None is an empty tree).
 
     Sub-trees with the same id are skipped without being read.
@@ -173,9 +177,11 @@ def diff_trees(repo: Repository, old: ObjectId | None, new: ObjectId | None, pre
                 changes.append(Change(path, "deleted", ea, None))
             if b_dir and not a_dir and eb is not None:
                 changes.append(Change(path, "added", None, eb))
-            changes.extend(diff_trees(
-                repo, ea.oid if a_dir and ea else None, eb.oid if b_dir and eb else None, path
-            ))
+            changes.extend(
+                diff_trees(
+                    repo, ea.oid if a_dir and ea else None, eb.oid if b_dir and eb else None, path
+                )
+            )
     return changes
 
 

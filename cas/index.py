@@ -48,9 +48,7 @@ def encode_segment(packs: dict[ObjectId, tuple[int, list[PackEntry]]]) -> bytes:
     """Encode a segment describing ``packs`` (pack id → (pack size, entries))."""
     pack_ids = sorted(packs)
     numbers = {p: i for i, p in enumerate(pack_ids)}
-    rows = sorted(
-        (e.blob_id, numbers[p], e) for p in pack_ids for e in packs[p][1]
-    )
+    rows = sorted((e.blob_id, numbers[p], e) for p in pack_ids for e in packs[p][1])
     out = [_HEAD.pack(SEGMENT_MAGIC, len(pack_ids), len(rows))]
     out += [_PACK.pack(p, packs[p][0]) for p in pack_ids]
     out += [

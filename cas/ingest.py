@@ -204,8 +204,11 @@ def build_trees(
     for e in entries.values():
         parent = e.path.rpartition("/")[0]
         children[parent].append(e)
-    dirs = sorted((p for p, e in entries.items() if e.kind == EntryKind.DIR),
-                  key=lambda p: p.count("/"), reverse=True)
+    dirs = sorted(
+        (p for p, e in entries.items() if e.kind == EntryKind.DIR),
+        key=lambda p: p.count("/"),
+        reverse=True,
+    )
     tree_ids: dict[str, ObjectId] = {}
     for d in [*dirs, ""]:
         rows = []
@@ -217,8 +220,17 @@ def build_trees(
             elif e.kind == EntryKind.DIR:
                 rows.append(TreeEntry(name, e.kind, e.mode, e.mtime_ns, 0, tree_ids[e.path]))
             else:
-                rows.append(TreeEntry(name, e.kind, e.mode, e.mtime_ns, e.size,
-                                      hash_bytes(os.fsencode(e.target)), target=e.target))
+                rows.append(
+                    TreeEntry(
+                        name,
+                        e.kind,
+                        e.mode,
+                        e.mtime_ns,
+                        e.size,
+                        hash_bytes(os.fsencode(e.target)),
+                        target=e.target,
+                    )
+                )
         rows.sort(key=lambda r: os.fsencode(r.name))
         tree_ids[d] = session.store_tree(Tree(tuple(rows)))
     return tree_ids[""]
@@ -255,14 +267,19 @@ def commit_snapshot(
             f"branch {branch!r} moved to {current.short if current else 'nothing'} "
             f"since this worktree's version {parents[0].short if parents else '(none)'}",
             hint="another writer committed; see `cas log`, then `cas checkout --force "
-                 f"{branch}` or commit to a new branch with `cas branch NAME`",
+            f"{branch}` or commit to a new branch with `cas branch NAME`",
         )
     session.flush()
     s = snapshot.stats
     stats = CommitStats(
-        files=s.files, dirs=s.dirs, symlinks=s.symlinks, bytes=s.bytes,
-        scanned_bytes=s.scanned_bytes, new_chunks=session.new_blobs,
-        new_bytes=session.new_bytes, stored_bytes=session.stored_bytes,
+        files=s.files,
+        dirs=s.dirs,
+        symlinks=s.symlinks,
+        bytes=s.bytes,
+        scanned_bytes=s.scanned_bytes,
+        new_chunks=session.new_blobs,
+        new_bytes=session.new_bytes,
+        stored_bytes=session.stored_bytes,
     )
     commit = Commit(snapshot.tree_id, parents, message, author, time.time_ns(), stats)
     commit_id = repo.save_commit(commit)
@@ -272,5 +289,4 @@ def commit_snapshot(
     return CommitOutcome(commit_id, commit, after.diverged)
 
 
-__all__ = ["CommitOutcome", "Snapshot", "build_trees", "commit_snapshot",
-           "snapshot_worktree"]
+__all__ = ["CommitOutcome", "Snapshot", "build_trees", "commit_snapshot", "snapshot_worktree"]

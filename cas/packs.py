@@ -101,7 +101,9 @@ class PackWriter:
         return hash_bytes(data), data, list(self._entries)
 
 
-def read_pack_entries(read_tail: Callable[[int], bytes], pack_size: int, what: str) -> list[PackEntry]:
+def read_pack_entries(
+    read_tail: Callable[[int], bytes], pack_size: int, what: str
+) -> list[PackEntry]:
     """List a pack from its footer.
 
     Args:
@@ -133,8 +135,13 @@ def read_pack_entries(read_tail: Callable[[int], bytes], pack_size: int, what: s
         blob_id, kind, codec, _pad, offset, stored_len, raw_len = FOOTER_ENTRY.unpack_from(
             footer, i * FOOTER_ENTRY.size
         )
-        if (kind not in KINDS or codec not in CODECS or raw_len > MAX_BLOB_SIZE
-                or offset < len(PACK_MAGIC) + BLOB_HEADER.size or offset + stored_len > body_end):
+        if (
+            kind not in KINDS
+            or codec not in CODECS
+            or raw_len > MAX_BLOB_SIZE
+            or offset < len(PACK_MAGIC) + BLOB_HEADER.size
+            or offset + stored_len > body_end
+        ):
             raise CorruptObjectError(what, f"pack footer entry {i} is invalid")
         entries.append(PackEntry(ObjectId(blob_id), kind, codec, offset, stored_len, raw_len))
     return entries
@@ -154,8 +161,13 @@ def scan_pack(data: bytes, what: str) -> Iterator[PackEntry]:
     while pos + BLOB_HEADER.size <= len(data):
         magic, kind, codec, raw_len, stored_len, blob_id = BLOB_HEADER.unpack_from(data, pos)
         start = pos + BLOB_HEADER.size
-        if (magic != BLOB_MAGIC or kind not in KINDS or codec not in CODECS
-                or raw_len > MAX_BLOB_SIZE or start + stored_len > len(data)):
+        if (
+            magic != BLOB_MAGIC
+            or kind not in KINDS
+            or codec not in CODECS
+            or raw_len > MAX_BLOB_SIZE
+            or start + stored_len > len(data)
+        ):
             return
         yield PackEntry(ObjectId(blob_id), kind, codec, start, stored_len, raw_len)
         pos = start + stored_len
@@ -169,6 +181,11 @@ def verify_pack_id(data: bytes, pack_id: ObjectId, what: str) -> None:
 
 
 __all__ = [
-    "KIND_CHUNK", "KIND_TREE", "PackEntry", "PackWriter", "read_pack_entries",
-    "scan_pack", "verify_pack_id",
+    "KIND_CHUNK",
+    "KIND_TREE",
+    "PackEntry",
+    "PackWriter",
+    "read_pack_entries",
+    "scan_pack",
+    "verify_pack_id",
 ]

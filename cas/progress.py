@@ -56,8 +56,14 @@ class BarProgress:
         self.finish()
         with self._lock:
             self._bar = tqdm(
-                total=total or None, unit=unit, unit_scale=unit == "B", unit_divisor=1024,
-                desc=label, leave=False, dynamic_ncols=True, **self._kwargs,
+                total=total or None,
+                unit=unit,
+                unit_scale=unit == "B",
+                unit_divisor=1024,
+                desc=label,
+                leave=False,
+                dynamic_ncols=True,
+                **self._kwargs,
             )
 
     def advance(self, n: int) -> None:

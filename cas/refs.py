@@ -86,8 +86,13 @@ class RefState:
     @property
     def live_heads(self) -> tuple[Head, ...]:
         """Heads that are not deletions, newest first."""
-        return tuple(sorted((h for h in self.heads if not h.entry.is_deletion),
-                            key=lambda h: (h.entry.time_ns, h.seq), reverse=True))
+        return tuple(
+            sorted(
+                (h for h in self.heads if not h.entry.is_deletion),
+                key=lambda h: (h.entry.time_ns, h.seq),
+                reverse=True,
+            )
+        )
 
     @property
     def target(self) -> ObjectId | None:
@@ -163,9 +168,7 @@ class RefStore:
             else:
                 entries[key] = (seq, e)
         superseded = {p for _s, e in entries.values() for p in e.prev}
-        heads = tuple(
-            Head(k, s, e) for k, (s, e) in sorted(entries.items()) if k not in superseded
-        )
+        heads = tuple(Head(k, s, e) for k, (s, e) in sorted(entries.items()) if k not in superseded)
         return RefState(ref, heads, len(entries), tuple(unreadable))
 
     def state(self, ref: str) -> RefState:
@@ -201,8 +204,12 @@ class RefStore:
         """
         seq = max((h.seq for h in expected.heads), default=0) + 1
         entry = RefEntry(
-            name=ref, target=target, symbolic=symbolic, prev=expected.head_keys,
-            time_ns=time.time_ns(), writer=self._writer,
+            name=ref,
+            target=target,
+            symbolic=symbolic,
+            prev=expected.head_keys,
+            time_ns=time.time_ns(),
+            writer=self._writer,
         )
         data = encode_ref_entry(entry)
         key = ref_entry_key(ref, seq, hash_bytes(data))

@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 class Repository:
     """An open store."""
 
-    def __init__(self, backend: Backend, config: StoreConfig, cache: LocalCache, writer: str) -> None:
+    def __init__(
+        self, backend: Backend, config: StoreConfig, cache: LocalCache, writer: str
+    ) -> None:
         self.backend = backend
         self.config = config
         self.cache = cache
@@ -110,7 +112,10 @@ class Repository:
             ) from None
         repo = cls(backend, config, _cache_for(cache_root, config), writer)
         repo.refs.update(
-            "HEAD", target=None, symbolic=f"heads/{default_branch}", expected=repo.refs.state("HEAD")
+            "HEAD",
+            target=None,
+            symbolic=f"heads/{default_branch}",
+            expected=repo.refs.state("HEAD"),
         )
         return repo
 
@@ -179,7 +184,9 @@ class Repository:
             data = self.backend.read_range(key, offset, length)
         return data
 
-    def decode_blob(self, blob_id: ObjectId, codec: int, raw_len: int, stored: bytes, pack_id: ObjectId) -> bytes:
+    def decode_blob(
+        self, blob_id: ObjectId, codec: int, raw_len: int, stored: bytes, pack_id: ObjectId
+    ) -> bytes:
         """Decompress a blob's stored bytes and check them against its id.
 
         Raises:

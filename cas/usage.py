@@ -52,10 +52,16 @@ class UsageReport:
     @property
     def compression_ratio(self) -> float:
         """Distinct raw bytes per stored byte."""
-        return self.distinct_raw_bytes / self.distinct_stored_bytes if self.distinct_stored_bytes else 1.0
+        return (
+            self.distinct_raw_bytes / self.distinct_stored_bytes
+            if self.distinct_stored_bytes
+            else 1.0
+        )
 
 
-def _chunks_of_tree(repo: Repository, tree_id: ObjectId, memo: dict[ObjectId, frozenset[bytes]]) -> frozenset[bytes]:
+def _chunks_of_tree(
+    repo: Repository, tree_id: ObjectId, memo: dict[ObjectId, frozenset[bytes]]
+) -> frozenset[bytes]:
     got = memo.get(tree_id)
     if got is not None:
         return got
@@ -100,8 +106,16 @@ def measure_usage(repo: Repository) -> UsageReport:
             if users[c] == 1:
                 loc = index.lookup(c)
                 unique += loc.stored_len if loc is not None else 0
-        versions.append(VersionUsage(cid, commit, tuple(sorted(names.get(cid, []))),
-                                     commit.stats.files, commit.stats.bytes, unique))
+        versions.append(
+            VersionUsage(
+                cid,
+                commit,
+                tuple(sorted(names.get(cid, []))),
+                commit.stats.files,
+                commit.stats.bytes,
+                unique,
+            )
+        )
     pack_infos = list(repo.backend.list(PACKS))
     return UsageReport(
         versions=tuple(versions),

@@ -107,10 +107,22 @@ def entry_from_stat(
         kind = EntryKind.SYMLINK
     else:
         return None
-    size = len(os.fsencode(target)) if kind == EntryKind.SYMLINK else (
-        st.st_size if kind == EntryKind.FILE else 0)
-    return LocalEntry(path, kind, stat.S_IMODE(st.st_mode), size, st.st_mtime_ns,
-                      st.st_ino, st.st_ctime_ns, target, seen_ns)
+    size = (
+        len(os.fsencode(target))
+        if kind == EntryKind.SYMLINK
+        else (st.st_size if kind == EntryKind.FILE else 0)
+    )
+    return LocalEntry(
+        path,
+        kind,
+        stat.S_IMODE(st.st_mode),
+        size,
+        st.st_mtime_ns,
+        st.st_ino,
+        st.st_ctime_ns,
+        target,
+        seen_ns,
+    )
 
 
 def read_file_content(
@@ -136,7 +148,9 @@ def read_file_content(
 class StatCache:
     """path → (stat fingerprint, content) for files whose content is known."""
 
-    def __init__(self, rows: dict[str, tuple[int, int, int, int, int, FileContent]] | None = None) -> None:
+    def __init__(
+        self, rows: dict[str, tuple[int, int, int, int, int, FileContent]] | None = None
+    ) -> None:
         self.rows = rows or {}
 
     def lookup(self, e: LocalEntry) -> FileContent | None:
@@ -156,8 +170,15 @@ class StatCache:
         for path, (size, mtime, ino, ctime, seen, c) in self.rows.items():
             if is_racy(mtime, ctime, seen):
                 continue
-            out[path] = [size, mtime, ino, ctime, bytes(c.oid),
-                         b"".join(r.chunk_id for r in c.chunks), [r.size for r in c.chunks]]
+            out[path] = [
+                size,
+                mtime,
+                ino,
+                ctime,
+                bytes(c.oid),
+                b"".join(r.chunk_id for r in c.chunks),
+                [r.size for r in c.chunks],
+            ]
         return msgpack.packb({"v": 1, "rows": out}, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod
@@ -168,7 +189,7 @@ class StatCache:
             rows = {}
             for path, (size, mtime, ino, ctime, oid, ids, sizes) in m["rows"].items():
                 chunks = tuple(
-                    ChunkRef(ObjectId(ids[i * ID_SIZE:(i + 1) * ID_SIZE]), s)
+                    ChunkRef(ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]), s)
                     for i, s in enumerate(sizes)
                 )
                 rows[path] = (size, mtime, ino, ctime, 0, FileContent(ObjectId(oid), chunks))

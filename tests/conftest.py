@@ -12,7 +12,10 @@ from cas.chunking import ChunkerParams
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
-    "ci", max_examples=200, deadline=None, derandomize=True,
+    "ci",
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("nightly", max_examples=5000, deadline=None)

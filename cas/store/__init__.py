@@ -9,7 +9,12 @@ from cas.store.local import LocalDirBackend
 from cas.store.memory import MemoryBackend
 
 __all__ = [
-    "Backend", "Capabilities", "KeyInfo", "LocalDirBackend", "MemoryBackend", "open_backend",
+    "Backend",
+    "Capabilities",
+    "KeyInfo",
+    "LocalDirBackend",
+    "MemoryBackend",
+    "open_backend",
     "validate_key",
 ]
 
@@ -21,7 +26,7 @@ def open_backend(location: str) -> Backend:
         ValueError: an unknown URL scheme.
     """
     if location.startswith("file://"):
-        return LocalDirBackend(location[len("file://"):])
+        return LocalDirBackend(location[len("file://") :])
     if "://" in location:
         scheme = location.split("://", 1)[0]
         raise ValueError(f"unsupported store URL scheme {scheme!r} (use a folder path)")

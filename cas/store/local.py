@@ -39,8 +39,17 @@ from cas.store.base import (
 )
 
 _TRANSIENT = {
-    errno.EIO, errno.ENOTCONN, errno.ETIMEDOUT, errno.ESTALE, errno.EAGAIN, errno.EINTR,
-    errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTDOWN, errno.ENETDOWN, errno.EBUSY,
+    errno.EIO,
+    errno.ENOTCONN,
+    errno.ETIMEDOUT,
+    errno.ESTALE,
+    errno.EAGAIN,
+    errno.EINTR,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTDOWN,
+    errno.ENETDOWN,
+    errno.EBUSY,
 }
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -96,7 +105,9 @@ class LocalDirBackend:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            atomic_replace=True, conditional_write=True, consistent_listing=True,
+            atomic_replace=True,
+            conditional_write=True,
+            consistent_listing=True,
             max_connections=4,
         )
 
