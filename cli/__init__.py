@@ -1,0 +1,1 @@
+"""The ``cas`` command line (installed as the ``cas_cli`` package)."""

@@ -1,0 +1,18 @@
+"""One module per command; :data:`COMMANDS` lists them for the group."""
+
+from __future__ import annotations
+
+from .branch import branch
+from .checkout import checkout
+from .clone import clone
+from .commit import commit
+from .diff import diff
+from .du import du
+from .init import init
+from .log import log
+from .ls import ls
+from .show import show
+from .status import status
+from .tag import tag
+
+COMMANDS = [init, clone, status, diff, commit, checkout, log, show, ls, tag, branch, du]

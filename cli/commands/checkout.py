@@ -1,0 +1,57 @@
+"""``cas checkout REF [--force] [PATH ...]``."""
+
+from __future__ import annotations
+
+import click
+
+from ..context import Options, pass_options
+from ..output import echo, emit_json, human_bytes, note
+
+
+@click.command()
+@click.argument("ref")
+@click.argument("paths", nargs=-1)
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Discard uncommitted changes to files the checkout must replace or delete.",
+)
+@pass_options
+def checkout(opts: Options, ref: str, paths: tuple[str, ...], force: bool) -> None:
+    """Make the worktree (or only PATHs) exactly version REF.
+
+    REF is a tag, a branch, a commit id or a unique prefix of one. Files that are
+    already right are not touched; missing chunks come from files in the worktree first,
+    then the local cache, then the store. Checkout refuses to overwrite or delete changes
+    that are in no commit, unless --force (which cannot be undone). Files the store does
+    not track (new, uncommitted) and are not in REF are left alone.
+    With PATHs, only those files or folders change and the worktree stays on its branch.
+    """
+    with opts.open_repo() as repo:
+        res = repo.checkout(ref, paths=list(paths) or None, force=force)
+    s = res.stats
+    if opts.json:
+        emit_json(
+            {
+                "commit": res.commit_id,
+                "ref": ref,
+                "branch": res.branch,
+                "files_written": s.files_written,
+                "files_deleted": s.files_deleted,
+                "files_unchanged": s.files_unchanged,
+                "bytes_written": s.bytes_written,
+                "bytes_from_worktree": s.bytes_from_worktree,
+                "bytes_from_cache": s.bytes_from_cache,
+                "bytes_fetched": s.bytes_fetched,
+            }
+        )
+        return
+    where = f"branch {res.branch}" if res.branch else f"{ref} (detached)"
+    echo(f"Checked out {where} at {res.commit_id.short}")
+    if not opts.quiet:
+        note(
+            f"{s.files_written} written, {s.files_deleted} deleted, {s.files_unchanged} unchanged;"
+            f" fetched {human_bytes(s.bytes_fetched)}, reused {human_bytes(s.bytes_from_worktree)}"
+            f" from the worktree and {human_bytes(s.bytes_from_cache)} from the cache"
+        )

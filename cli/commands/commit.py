@@ -1,0 +1,61 @@
+"""``cas commit -m MSG [--tag TAG]``."""
+
+from __future__ import annotations
+
+import click
+
+from ..context import Options, pass_options
+from ..output import echo, emit_json, human_bytes, note
+
+DRIVE_NOTE = (
+    "note: on a Google Drive mount, uploads finish in the background; before the runtime "
+    "ends, run drive.flush_and_unmount() (from google.colab import drive) so that other "
+    "machines see this commit."
+)
+
+
+@click.command()
+@click.option("-m", "--message", required=True, help="What this version is.")
+@click.option("--tag", default=None, help="Also tag the new commit (the tag must not exist).")
+@click.option("--author", default=None, help="Author (default: user@host).")
+@pass_options
+def commit(opts: Options, message: str, tag: str | None, author: str | None) -> None:
+    """Snapshot the worktree as a new version on the current branch.
+
+    Only content the store has never seen is uploaded; files whose size, mtime, inode
+    and ctime are unchanged since cas last saw them are not even read. Nothing on the
+    remote is overwritten: an interrupted commit leaves only unreferenced data, and a
+    rerun reuses every pack already uploaded.
+    """
+    with opts.open_repo() as repo:
+        res = repo.commit(message, tag=tag, author=author)
+        store = repo.store
+    if opts.json:
+        emit_json(
+            {
+                "commit": res.commit_id,
+                "branch": res.branch,
+                "tag": res.tag,
+                "files": res.files,
+                "bytes": res.bytes,
+                "bytes_scanned": res.scanned_bytes,
+                "bytes_new": res.new_bytes,
+                "bytes_stored": res.stored_bytes,
+                "diverged": res.diverged,
+            }
+        )
+        return
+    echo(res.commit_id.hex())
+    if not opts.quiet:
+        note(
+            f"[{res.branch} {res.short}]{' tag ' + res.tag if res.tag else ''} {res.files} files, "
+            f"{human_bytes(res.bytes)}; read {human_bytes(res.scanned_bytes)}, "
+            f"new {human_bytes(res.new_bytes)}, uploaded {human_bytes(res.stored_bytes)}"
+        )
+        if res.diverged:
+            note(
+                f"warning: branch {res.branch} has diverged (another writer committed at "
+                "the same time); see `cas status`."
+            )
+        if store.startswith("/content/drive"):
+            note(DRIVE_NOTE)
