@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from pyfastcdc import FastCDC
+from pyfastcdc import FastCDC, NormalizedChunking
 
 ALGORITHM = "fastcdc2020"
 
@@ -61,7 +61,7 @@ class Chunker:
             params.avg,
             min_size=params.min,
             max_size=params.max,
-            normalized_chunking=params.normalization,
+            normalized_chunking=cast(NormalizedChunking, params.normalization),
             seed=params.seed,
         )
 

@@ -322,7 +322,7 @@ class Worktree:
 
     # ------------------------------------------------------------------ scanning
 
-    def ignore_spec(self) -> pathspec.PathSpec:
+    def ignore_spec(self) -> pathspec.GitIgnoreSpec:
         """The rules of ``.casignore`` (gitignore syntax)."""
         try:
             lines = (self.root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()

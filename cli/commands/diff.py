@@ -28,22 +28,33 @@ def diff(opts: Options, ref: str | None, ref2: str | None, stat_only: bool) -> N
             for c in changes:
                 p = repo.root / c.path
                 local[c.path] = p.lstat().st_size if c.status != "deleted" and p.is_file() else 0
-    rows = []
-    for c in changes:
-        old = _size(c.old)
-        new = _size(c.new) if c.new is not None else local.get(c.path, 0)
-        rows.append({"path": c.path, "status": c.status, "old_size": old, "new_size": new})
+    rows = [
+        (
+            c.path,
+            c.status,
+            _size(c.old),
+            _size(c.new) if c.new is not None else local.get(c.path, 0),
+        )
+        for c in changes
+    ]
     if opts.json:
-        emit_json({"changes": rows})
+        emit_json(
+            {
+                "changes": [
+                    {"path": p, "status": s, "old_size": old, "new_size": new}
+                    for p, s, old, new in rows
+                ]
+            }
+        )
         return
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("added", "modified", "deleted")}
+    counts = {s: sum(1 for r in rows if r[1] == s) for s in ("added", "modified", "deleted")}
     if not stat_only:
-        for r in rows:
-            if r["status"] == "added":
-                detail = human_bytes(r["new_size"])
-            elif r["status"] == "deleted":
-                detail = human_bytes(r["old_size"])
+        for path, status, old, new in rows:
+            if status == "added":
+                detail = human_bytes(new)
+            elif status == "deleted":
+                detail = human_bytes(old)
             else:
-                detail = f"{human_bytes(r['old_size'])} -> {human_bytes(r['new_size'])}"
-            echo(f"{r['status'][0].upper()} {r['path']}  ({detail})")
+                detail = f"{human_bytes(old)} -> {human_bytes(new)}"
+            echo(f"{status[0].upper()} {path}  ({detail})")
     echo(f"{counts['added']} added, {counts['modified']} modified, {counts['deleted']} deleted")

@@ -46,9 +46,8 @@ def log(
     for e in entries:
         labels = f" ({', '.join(e.refs)})" if e.refs else ""
         if oneline:
-            echo(
-                f"{e.commit_id.short}{labels} {e.commit.message.splitlines()[0] if e.commit.message else ''}"
-            )
+            first = e.commit.message.splitlines()[0] if e.commit.message else ""
+            echo(f"{e.commit_id.short}{labels} {first}")
             continue
         c = e.commit
         echo(f"commit {e.commit_id.hex()}{labels}")
