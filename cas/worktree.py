@@ -4,7 +4,7 @@
 
     .cas/worktree.json   {"format": 1, "store": <location>}
     .cas/HEAD.json       {"branch": "main" | null, "commit": <hex> | null}
-    .cas/statcache       msgpack: path → [size, mtime_ns, ino, ctime_ns, file id,
+    .cas/statcache       msgpack: path → [size, mtime_ns, ino, ctime_ns, seen_ns, file id,
                          chunk ids, chunk sizes], so an unchanged file is not read again
     .cas/lock            flock'ed while a command changes the worktree
 
@@ -175,11 +175,12 @@ class StatCache:
                 mtime,
                 ino,
                 ctime,
+                seen,
                 bytes(c.oid),
                 b"".join(r.chunk_id for r in c.chunks),
                 [r.size for r in c.chunks],
             ]
-        return msgpack.packb({"v": 1, "rows": out}, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb({"v": 2, "rows": out}, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod
     def decode(cls, data: bytes) -> StatCache:
@@ -187,12 +188,12 @@ class StatCache:
         try:
             m = msgpack.unpackb(data, raw=False)
             rows = {}
-            for path, (size, mtime, ino, ctime, oid, ids, sizes) in m["rows"].items():
+            for path, (size, mtime, ino, ctime, seen, oid, ids, sizes) in m["rows"].items():
                 chunks = tuple(
                     ChunkRef(ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]), s)
                     for i, s in enumerate(sizes)
                 )
-                rows[path] = (size, mtime, ino, ctime, 0, FileContent(ObjectId(oid), chunks))
+                rows[path] = (size, mtime, ino, ctime, seen, FileContent(ObjectId(oid), chunks))
             return cls(rows)
         except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
             log.warning("stat cache unreadable; files will be read again")
