@@ -461,7 +461,7 @@ def _fetch_remote(
                     counters["cache"] += loc.raw_len
             return
         if size and want >= WHOLE_PACK_SHARE * size:
-            data = repo.read_pack(pack_id)
+            data, _intact = repo.fetch_pack(pack_id)
             for cid, loc in locs:
                 deliver(cid, loc, data[loc.offset : loc.offset + loc.stored_len])
             with lock:

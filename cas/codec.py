@@ -119,7 +119,7 @@ def decode_guarded(fn: Callable[[bytes, str], T], data: bytes, what: str) -> T:
         return fn(data, what)
     except (CorruptObjectError, UnsafePathError, UnsupportedFormatError):
         raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CorruptObjectError(what, f"malformed ({type(exc).__name__}: {exc})") from exc
 
 

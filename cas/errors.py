@@ -166,7 +166,7 @@ class DirtyWorktreeError(ConflictError):
 class IntegrityError(CasError):
     """Stored data is damaged or missing."""
 
-    hint = "run `cas verify` to see what is affected"
+    hint = "the store's copy is damaged; nothing damaged was written to your files"
 
 
 class CorruptObjectError(IntegrityError):

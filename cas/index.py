@@ -48,7 +48,12 @@ def encode_segment(packs: dict[ObjectId, tuple[int, list[PackEntry]]]) -> bytes:
     """Encode a segment describing ``packs`` (pack id → (pack size, entries))."""
     pack_ids = sorted(packs)
     numbers = {p: i for i, p in enumerate(pack_ids)}
-    rows = sorted((e.blob_id, numbers[p], e) for p in pack_ids for e in packs[p][1])
+    # Key on (blob, pack, offset): PackEntry is not orderable, and one pack may hold the
+    # same blob twice (a scan of a pack written by a raced or older writer).
+    rows = sorted(
+        ((e.blob_id, numbers[p], e) for p in pack_ids for e in packs[p][1]),
+        key=lambda r: (r[0], r[1], r[2].offset),
+    )
     out = [_HEAD.pack(SEGMENT_MAGIC, len(pack_ids), len(rows))]
     out += [_PACK.pack(p, packs[p][0]) for p in pack_ids]
     out += [

@@ -176,6 +176,21 @@ class Repository:
         """A whole pack, verified against its id; cached for later checkouts."""
         return self._read_verified(pack_key(pack_id), pack_id, f"pack {pack_id.hex()}")
 
+    def fetch_pack(self, pack_id: ObjectId) -> tuple[bytes, bool]:
+        """A whole pack from the remote and whether it matches its id.
+
+        A pack that matches is cached. One that does not is still returned, so that the
+        caller can use the blobs that verify on their own and name the damaged ones.
+        """
+        key = pack_key(pack_id)
+        data = self.backend.read(key)
+        intact = hash_bytes(data) == pack_id
+        if intact:
+            self.cache.put(key, data)
+        else:
+            log.warning("pack %s does not match its id; checking its chunks one by one", pack_id)
+        return data, intact
+
     def read_pack_range(self, pack_id: ObjectId, offset: int, length: int) -> bytes:
         """Bytes of a pack (from the cache when the pack is cached)."""
         key = pack_key(pack_id)
