@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 
-from cas import _faults
 from cas_cli.main import main
+
+from cas import _faults
 
 
 def _hook_for(point: str, action: str) -> object:
