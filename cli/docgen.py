@@ -44,8 +44,10 @@ _MEANINGS = [
     (errors.WARNINGS, "finished, with warnings"),
     (errors.NOT_A_REPOSITORY, "not a worktree, or no store at the given location"),
     (errors.NOT_FOUND, "not found: unknown ref, path or object"),
-    (errors.CONFLICT, "conflict: uncommitted changes, branch moved or diverged, tag exists, "
-                      "detached HEAD"),
+    (
+        errors.CONFLICT,
+        "conflict: uncommitted changes, branch moved or diverged, tag exists, detached HEAD",
+    ),
     (errors.LOCKED, "another cas command is running in this worktree"),
     (errors.BACKEND, "the store is unavailable or refused: permission, disk full, I/O error"),
     (errors.INTEGRITY, "integrity: damaged or missing data, or an unsafe path in a version"),
@@ -58,10 +60,12 @@ def render() -> str:
     """The whole reference as Markdown."""
     parts = [INTRO]
     parts += [f"| {code} | {text} |\n" for code, text in _MEANINGS]
-    ctx = click.Context(cli, info_name="cas")
+    ctx = click.Context(cli, info_name="cas", terminal_width=88, max_content_width=88)
     parts.append("\n## cas\n\n```text\n" + cli.get_help(ctx) + "\n```\n")
     for cmd in COMMANDS:
-        sub = click.Context(cmd, info_name=f"cas {cmd.name}", parent=None)
+        sub = click.Context(
+            cmd, info_name=f"cas {cmd.name}", terminal_width=88, max_content_width=88
+        )
         parts.append(f"\n## cas {cmd.name}\n\n```text\n{cmd.get_help(sub)}\n```\n")
     return "".join(parts)
 
