@@ -323,6 +323,11 @@ class Repo:
     ) -> None:
         self.worktree = worktree
         self.repository = repository
+        location = repository.backend.location
+        excluded = [Path(location)] if "://" not in location else []
+        if repository.cache.root is not None:
+            excluded.append(repository.cache.root.parent)
+        worktree.exclude(*excluded)
         self.progress = _progress(progress)
         self.workers = default_workers()
 

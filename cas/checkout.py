@@ -214,7 +214,40 @@ def plan_checkout(
         e = local.get(path)
         if e is not None and e.kind == EntryKind.FILE:
             content(e)  # its chunks are the best source for its new version
+    _validate_parents(wt, plan)
     return plan
+
+
+def _validate_parents(wt: Worktree, plan: CheckoutPlan) -> None:
+    """Refuse, before anything changes, to write below anything but a real folder.
+
+    A parent that is a symlink or a file must be one the plan deletes first; a parent
+    the scan did not see (ignored) must be a real directory or absent (invariant 8).
+    """
+    doomed = set(plan.deletes)
+    checked: set[str] = set()
+    for path in [*plan.writes, *plan.mkdirs]:
+        parts = path.split("/")[:-1]
+        for i in range(len(parts)):
+            parent = "/".join(parts[: i + 1])
+            if parent in checked:
+                continue
+            checked.add(parent)
+            lo = plan.local.get(parent)
+            if lo is not None:
+                if lo.kind != EntryKind.DIR and parent not in doomed:
+                    raise UnsafePathError(
+                        path, f"{parent} is a {lo.kind.name.lower()}, not a folder"
+                    )
+                continue
+            try:
+                st = os.lstat(wt.abspath(parent))
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafePathError(
+                    path, f"{parent} is not a folder; refusing to write through it"
+                )
 
 
 class _Stager:

@@ -206,6 +206,17 @@ class Worktree:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.meta = root / WT_DIR
+        self._excluded: set[str] = set()
+
+    def exclude(self, *paths: Path) -> None:
+        """Never scan these folders (the store or the cache, when they sit inside)."""
+        for p in paths:
+            try:
+                rel = p.resolve().relative_to(self.root.resolve())
+            except ValueError:
+                continue
+            if rel.parts:
+                self._excluded.add(rel.as_posix())
 
     # ------------------------------------------------------------------ attach / find
 
@@ -352,6 +363,8 @@ class Worktree:
                 if (not rel and name == WT_DIR) or TEMP_MARK in name:
                     continue
                 path = join_path(rel, name)
+                if path in self._excluded:
+                    continue
                 try:
                     st = de.stat(follow_symlinks=False)
                     target = os.readlink(de.path) if stat.S_ISLNK(st.st_mode) else ""

@@ -63,9 +63,9 @@ def render() -> str:
     ctx = click.Context(cli, info_name="cas", terminal_width=88, max_content_width=88)
     parts.append("\n## cas\n\n```text\n" + cli.get_help(ctx) + "\n```\n")
     for cmd in COMMANDS:
-        sub = click.Context(
-            cmd, info_name=f"cas {cmd.name}", terminal_width=88, max_content_width=88
-        )
+        # With the group's context as parent, options such as -h are inherited exactly
+        # as when the command runs.
+        sub = click.Context(cmd, info_name=cmd.name, parent=ctx)
         parts.append(f"\n## cas {cmd.name}\n\n```text\n{cmd.get_help(sub)}\n```\n")
     return "".join(parts)
 
