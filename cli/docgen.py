@@ -60,7 +60,10 @@ def render() -> str:
     """The whole reference as Markdown."""
     parts = [INTRO]
     parts += [f"| {code} | {text} |\n" for code, text in _MEANINGS]
-    ctx = click.Context(cli, info_name="cas", terminal_width=88, max_content_width=88)
+    # make_context applies the group's context_settings (-h), as a real run does.
+    ctx = cli.make_context(
+        "cas", [], resilient_parsing=True, terminal_width=88, max_content_width=88
+    )
     parts.append("\n## cas\n\n```text\n" + cli.get_help(ctx) + "\n```\n")
     for cmd in COMMANDS:
         # With the group's context as parent, options such as -h are inherited exactly
