@@ -55,6 +55,7 @@ from cas.refs import check_ref_name
 from cas.repository import Repository
 from cas.store import open_backend
 from cas.usage import UsageReport, measure_usage
+from cas.verify import VerifyReport, verify_store
 from cas.worktree import Worktree, WorktreeHead
 
 __all__ = [
@@ -635,6 +636,20 @@ class Repo:
             LsEntry(f"{prefix}/{e.name}" if prefix else e.name, e)
             for e in repo.load_tree(sub, at_root=not prefix).entries
         ]
+
+    def verify(self, *, read_data: bool = False, subset: float | None = None) -> VerifyReport:
+        """Check that every version can be restored; see :mod:`cas.verify`.
+
+        Args:
+            read_data: also download every pack and check every chunk.
+            subset: read only this fraction (0 < subset <= 1) of the packs, rotating
+                through all of them across calls.
+        """
+        if subset is not None and not 0 < subset <= 1:
+            raise ValueError("subset must be in (0, 1]")
+        return verify_store(
+            self.repository, read_data=read_data, subset=subset, progress=self.progress
+        )
 
     def du(self) -> UsageReport:
         """Per version: logical bytes and bytes stored only by it; store-wide ratios."""

@@ -14,5 +14,6 @@ from .ls import ls
 from .show import show
 from .status import status
 from .tag import tag
+from .verify import verify
 
-COMMANDS = [init, clone, status, diff, commit, checkout, log, show, ls, tag, branch, du]
+COMMANDS = [init, clone, status, diff, commit, checkout, log, show, ls, tag, branch, du, verify]
