@@ -59,10 +59,7 @@ def test_missing_and_truncated_packs_name_the_files(
     by_kind = {p["kind"]: p for p in problems}
     assert set(by_kind) == {"missing-pack", "pack-size"}
     assert packs[0].name in by_kind["missing-pack"]["object"]
-    assert (
-        any(":" in a and "/" in a for a in by_kind["missing-pack"]["affects"])
-        or by_kind["missing-pack"]["affects"]
-    )
+    assert by_kind["missing-pack"]["affects"][0].startswith("version ")
     r = run("-C", str(worktree), "verify")
     assert "error: missing-pack: pack " in r.out and "(affects version " in r.out
 
