@@ -52,6 +52,7 @@ from cas.ingest import commit_snapshot, default_workers, snapshot_worktree
 from cas.objects import Commit, EntryKind, TreeEntry
 from cas.progress import BarProgress, NoProgress, Progress
 from cas.refs import check_ref_name
+from cas.repair import RepairReport, repair_store
 from cas.repository import Repository
 from cas.store import open_backend
 from cas.usage import UsageReport, measure_usage
@@ -650,6 +651,14 @@ class Repo:
         return verify_store(
             self.repository, read_data=read_data, subset=subset, progress=self.progress
         )
+
+    def repair(self) -> RepairReport:
+        """Rebuild the index from the packs and re-upload lost chunks from this worktree.
+
+        Never deletes a pack; see :mod:`cas.repair`.
+        """
+        with self.worktree.lock():
+            return repair_store(self.repository, self.worktree, progress=self.progress)
 
     def du(self) -> UsageReport:
         """Per version: logical bytes and bytes stored only by it; store-wide ratios."""

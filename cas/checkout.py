@@ -37,8 +37,8 @@ from cas._faults import crash_point
 from cas.chunking import Chunker
 from cas.errors import (
     IntegrityError,
+    MissingDataError,
     NoSpaceError,
-    ObjectNotFoundError,
     PathNotFoundError,
     UnsafePathError,
 )
@@ -456,9 +456,9 @@ def _fetch_remote(
         loc = index.lookup(cid)
         if loc is None:
             files = sorted({p for p, _o in needed[cid]})
-            raise ObjectNotFoundError(
-                f"chunk {cid.hex()} of {', '.join(files[:3])} (in no indexed pack)",
-                hint="run `cas verify`; `cas repair` can rebuild a lost index",
+            raise MissingDataError(
+                f"chunk {cid.hex()} of {', '.join(files[:3])} is in no indexed pack; "
+                "nothing in the worktree was changed"
             )
         by_pack[loc.pack_id].append((cid, loc))
     lock = threading.Lock()

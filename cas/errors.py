@@ -26,6 +26,7 @@ the library itself knows nothing about exit codes.
     ├── IntegrityError
     │   ├── CorruptObjectError           bytes that cannot be decoded
     │   ├── HashMismatchError            bytes that do not match their name
+    │   ├── MissingDataError             data a version needs is absent from the store
     │   └── ShortReadError               fewer bytes than asked for
     ├── UnsafePathError                  a path that would escape the worktree
     └── BackendError                     the remote failed; ``transient`` says if a retry may help
@@ -186,6 +187,12 @@ class HashMismatchError(IntegrityError):
         self.what = what
         self.expected = expected
         self.actual = actual
+
+
+class MissingDataError(IntegrityError):
+    """A blob that a version needs is in no pack the index knows."""
+
+    hint = "run `cas verify` to see what is affected and `cas repair` to rebuild or re-upload"
 
 
 class ShortReadError(IntegrityError):

@@ -37,6 +37,7 @@ from cas.errors import (
     CorruptObjectError,
     HashMismatchError,
     IntegrityError,
+    MissingDataError,
     ObjectNotFoundError,
     RepositoryNotFoundError,
 )
@@ -155,6 +156,12 @@ class Repository:
             self._index_loaded = True
             return self.index
 
+    def replace_index(self, index: ChunkIndex) -> None:
+        """Use ``index`` (rebuilt by repair) instead of the segments on the store."""
+        with self._index_lock:
+            self.index = index
+            self._index_loaded = True
+
     def _read_verified(self, key: str, oid: ObjectId, what: str, *, cache: bool = True) -> bytes:
         """Read an immutable object (cache first), checking it against its id."""
         data = self.cache.get(key) if cache else None
@@ -223,10 +230,7 @@ class Repository:
         """
         loc = self.load_index().lookup(blob_id)
         if loc is None:
-            raise ObjectNotFoundError(
-                f"chunk {blob_id.hex()} (in no indexed pack)",
-                hint="run `cas verify` to see which versions are affected",
-            )
+            raise MissingDataError(f"chunk {blob_id.hex()} is in no indexed pack")
         stored = self.read_pack_range(loc.pack_id, loc.offset, loc.stored_len)
         try:
             return self.decode_blob(blob_id, loc.codec, loc.raw_len, stored, loc.pack_id)

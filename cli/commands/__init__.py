@@ -11,9 +11,25 @@ from .du import du
 from .init import init
 from .log import log
 from .ls import ls
+from .repair import repair
 from .show import show
 from .status import status
 from .tag import tag
 from .verify import verify
 
-COMMANDS = [init, clone, status, diff, commit, checkout, log, show, ls, tag, branch, du, verify]
+COMMANDS = [
+    init,
+    clone,
+    status,
+    diff,
+    commit,
+    checkout,
+    log,
+    show,
+    ls,
+    tag,
+    branch,
+    du,
+    verify,
+    repair,
+]
