@@ -34,7 +34,6 @@ from cas.config import (
 )
 from cas.errors import (
     AlreadyExistsError,
-    CorruptObjectError,
     HashMismatchError,
     IntegrityError,
     MissingDataError,
@@ -306,6 +305,11 @@ def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
     return LocalCache(None if cache_root is None else cache_root / config.store_id)
 
 
+# Write an index segment after this many uploaded packs, so that an interrupted commit
+# leaves its progress on the remote (at most this many packs are uploaded again).
+CHECKPOINT_PACKS = 4
+
+
 class WriteSession:
     """Collects new blobs into packs, uploads them, then writes their index segment.
 
@@ -330,6 +334,7 @@ class WriteSession:
         self.new_bytes = 0
         self.stored_bytes = 0
         self.packs_written = 0
+        self.segments_written = 0
 
     def reserve(self, blob_id: ObjectId) -> bool:
         """True when the caller must store ``blob_id`` (first sight in store and session)."""
@@ -380,10 +385,30 @@ class WriteSession:
         except AlreadyExistsError:
             pass  # same name, same bytes: written by an earlier, interrupted run
         crash_point("after-pack-upload")
+        checkpoint = None
         with self._lock:
             self._packs[pack_id] = (len(data), entries)
             self.stored_bytes += len(data)
             self.packs_written += 1
+            if len(self._packs) >= CHECKPOINT_PACKS:
+                checkpoint, self._packs = self._packs, {}
+        if checkpoint is not None:
+            # A checkpoint: if this commit is interrupted, a rerun (on any machine) finds
+            # these packs through the index and does not upload their chunks again.
+            self._write_segment(checkpoint)
+
+    def _write_segment(self, packs: dict[ObjectId, tuple[int, list[PackEntry]]]) -> None:
+        segment = encode_segment(packs)
+        seg_id = hash_bytes(segment)
+        try:
+            self.repo.backend.write(index_key(seg_id), segment, if_absent=True)
+        except AlreadyExistsError:
+            pass
+        self.repo.cache.put(index_key(seg_id), segment)
+        self._index.add_segment(packs)
+        self.repo._segments.add(seg_id)
+        self.segments_written += 1
+        crash_point("after-index-write")
 
     def _raise_failed_upload(self) -> None:
         for fut in self._uploads:
@@ -407,20 +432,10 @@ class WriteSession:
             fut.result()
         with self._lock:
             packs, self._packs = self._packs, {}
-        if not packs:
-            return
-        segment = encode_segment(packs)
-        seg_id = hash_bytes(segment)
-        try:
-            self.repo.backend.write(index_key(seg_id), segment, if_absent=True)
-        except AlreadyExistsError:
-            pass
-        self.repo.cache.put(index_key(seg_id), segment)
-        self._index.add_segment(packs)
-        self.repo._segments.add(seg_id)
+        if packs:
+            self._write_segment(packs)
         with self._lock:
             self._pending.clear()
-        crash_point("after-index-write")
 
     def close(self) -> None:
         """Stop the upload threads (without flushing)."""
@@ -433,4 +448,4 @@ class WriteSession:
         self.close()
 
 
-__all__ = ["CorruptObjectError", "Repository", "WriteSession"]
+__all__ = ["CHECKPOINT_PACKS", "Repository", "WriteSession"]
