@@ -166,6 +166,7 @@ def _decode_tree(data: bytes, what: str, at_root: bool) -> Tree:
     version = _int(top[1], what, "v")
     if version > TREE_VERSION:
         raise UnsupportedFormatError(f"{what} has format version {version}", hint="upgrade cas")
+    _expect(version >= 1, what, "format version 0")
     entries: list[TreeEntry] = []
     last: bytes | None = None
     for row in _list(top[2], what, "entries"):
