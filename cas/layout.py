@@ -79,7 +79,12 @@ def unescape_ref_name(text: str) -> str:
         else:
             out.append(ord(text[i]))
             i += 1
-    return out.decode("utf-8")
+    name = out.decode("utf-8")
+    # One ref, one folder: "%2", "%+1" or "%61" (for "a") are not what escape_ref_name
+    # writes, and accepting them would give one ref several folders.
+    if escape_ref_name(name) != text:
+        raise ValueError(f"not an escaped ref name: {text!r}")
+    return name
 
 
 def ref_folder(ref: str) -> str:
