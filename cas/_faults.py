@@ -18,6 +18,7 @@ POINTS = (
     "before-ref-update",
     "after-ref-update",
     "mid-checkout",
+    "mid-checkout-rename",
     "before-checkout-delete",
 )
 

@@ -18,6 +18,7 @@ the default cache folder (``$XDG_CACHE_HOME/cas``, else ``~/.cache/cas``).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -34,6 +35,7 @@ from cas.errors import (
     CasError,
     DetachedHeadError,
     DirtyWorktreeError,
+    LockedError,
     RefNotFoundError,
     RepositoryNotFoundError,
 )
@@ -378,6 +380,7 @@ class Repo:
         """
         repo = self.repository
         with self.worktree.lock():
+            self._recover()
             head = self.worktree.read_head()
             if head.branch is None:
                 where = head.commit.short if head.commit else "nothing"
@@ -385,6 +388,7 @@ class Repo:
                     f"the worktree is not on a branch (it has version {where} checked out)",
                     hint="create one with `cas branch NAME` and `cas checkout NAME`, then commit",
                 )
+            branch = head.branch
             if tag is not None:
                 check_ref_name(tag, "tag")
                 if repo.refs.state(f"tags/{tag}").exists:
@@ -409,8 +413,10 @@ class Repo:
                     parents=(head.commit,) if head.commit else (),
                     message=message,
                     author=author or _whoami(),
+                    before_ref=lambda cid: self.worktree.write_pending_commit(branch, cid),
                 )
             self.worktree.write_head(WorktreeHead(head.branch, outcome.commit_id))
+            self.worktree.clear_pending_commit()
             self.worktree.save_stat_cache(stat_cache)
             if tag is not None:
                 state = repo.refs.state(f"tags/{tag}")
@@ -427,6 +433,17 @@ class Repo:
             stored_bytes=st.stored_bytes,
             diverged=outcome.diverged,
         )
+
+    def _recover(self) -> None:
+        """Finish a commit that was interrupted after its ref entry (call under the lock)."""
+        pending = self.worktree.read_pending_commit()
+        if pending is None:
+            return
+        branch, commit_id = pending
+        state = self.repository.branch_state(branch)
+        if state.exists and commit_id in {h.entry.target for h in state.live_heads}:
+            self.worktree.write_head(WorktreeHead(branch, commit_id))
+        self.worktree.clear_pending_commit()
 
     # -------------------------------------------------------------- checkout
 
@@ -448,6 +465,7 @@ class Repo:
         resolved = resolve_ref(repo, ref)
         commit = repo.load_commit(resolved.commit_id)
         with self.worktree.lock():
+            self._recover()
             head = self.worktree.read_head()
             base_tree = repo.load_commit(head.commit).tree if head.commit else None
             stat_cache = self.worktree.load_stat_cache()
@@ -483,6 +501,9 @@ class Repo:
     def status(self) -> Status:
         """Compare the worktree with its base version (reads only changed files)."""
         repo = self.repository
+        if self.worktree.read_pending_commit() is not None:
+            with contextlib.suppress(LockedError), self.worktree.lock():
+                self._recover()
         head = self.worktree.read_head()
         base = flatten_tree(repo, repo.load_commit(head.commit).tree) if head.commit else {}
         added, modified, deleted = self._compare(base)

@@ -567,7 +567,10 @@ def _put_in_place(wt: Worktree, plan: CheckoutPlan, stager: _Stager) -> None:
         st = os.lstat(p)
         if not stat.S_ISDIR(st.st_mode):
             raise UnsafePathError(path, "exists and is not a directory")
-    for path in plan.writes:
+    half = len(plan.writes) // 2
+    for i, path in enumerate(plan.writes):
+        if i == half:
+            crash_point("mid-checkout-rename")
         if path.split("/")[0] == WT_DIR:
             raise UnsafePathError(path, "reserved for cas's own metadata")
         _check_dir_chain(root, path, verified)

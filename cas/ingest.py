@@ -254,6 +254,7 @@ def commit_snapshot(
     parents: tuple[ObjectId, ...],
     message: str,
     author: str,
+    before_ref: Callable[[ObjectId], None] | None = None,
 ) -> CommitOutcome:
     """Flush the session, write the commit, then the branch's ref entry (commit point).
 
@@ -283,6 +284,8 @@ def commit_snapshot(
     )
     commit = Commit(snapshot.tree_id, parents, message, author, time.time_ns(), stats)
     commit_id = repo.save_commit(commit)
+    if before_ref is not None:
+        before_ref(commit_id)
     crash_point("before-ref-update")
     after = repo.refs.update(f"heads/{branch}", target=commit_id, expected=state)
     crash_point("after-ref-update")

@@ -297,6 +297,31 @@ class Worktree:
             {"branch": head.branch, "commit": None if head.commit is None else head.commit.hex()},
         )
 
+    def write_pending_commit(self, branch: str, commit: ObjectId) -> None:
+        """Record that ``commit`` is about to become the head of ``branch``.
+
+        If the process dies between the ref entry and the update of ``HEAD.json``, the
+        next command finds this record and, if the branch does point at ``commit``,
+        moves the worktree onto it (:meth:`read_pending_commit`).
+        """
+        self._write_json("pending-commit.json", {"branch": branch, "commit": commit.hex()})
+
+    def read_pending_commit(self) -> tuple[str, ObjectId] | None:
+        """The pending commit record, if a commit was interrupted at its last step."""
+        if not (self.meta / "pending-commit.json").exists():
+            return None
+        try:
+            d = self._read_json("pending-commit.json")
+            return str(d["branch"]), ObjectId.parse(str(d["commit"]))
+        except (CasError, KeyError, ValueError):
+            self.clear_pending_commit()
+            return None
+
+    def clear_pending_commit(self) -> None:
+        """Forget the pending commit record."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.meta / "pending-commit.json").unlink()
+
     def load_stat_cache(self) -> StatCache:
         """The stat cache (empty if missing or damaged)."""
         try:

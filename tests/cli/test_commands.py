@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from cas_cli.commands import COMMANDS
 
 from .conftest import Run, make_assets

@@ -9,8 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from cas_cli import errors as codes
-from cas_cli.errors import exit_code_for
 
 import cas
 import cas.errors
@@ -18,6 +16,8 @@ import cas.store.local
 from cas.layout import PACKS
 from cas.packs import KIND_CHUNK, KIND_TREE, read_pack_entries
 from cas.worktree import Worktree
+from cas_cli import errors as codes
+from cas_cli.errors import exit_code_for
 
 from .conftest import Run
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .conftest import make_assets
 
-DRIVER = Path(__file__).with_name("driver.py")
+DRIVER = Path(__file__).parents[1] / "crash" / "driver.py"
 
 
 def _cas(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,46 @@
+"""Run the CLI in a subprocess with a hook at a crash point.
+
+Usage: ``python driver.py POINT[@N] ACTION -- CAS ARGS...``
+
+At the N-th time (default 1) the library reaches crash point POINT, ACTION happens:
+``exit`` ends the process at once with ``os._exit(137)`` (as SIGKILL would: no cleanup,
+no flush), ``sigint`` sends the process a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from cas import _faults
+from cas_cli.main import main
+
+
+def install(spec: str, action: str) -> None:
+    """Install the hook described by ``POINT[@N]`` and ``ACTION``."""
+    point, _, nth = spec.partition("@")
+    remaining = [int(nth or 1)]
+    lock = threading.Lock()
+
+    def hook(name: str) -> None:
+        if name != point:
+            return
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] != 0:
+                return
+        if action == "exit":
+            os._exit(137)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    _faults.set_hook(hook)
+
+
+if __name__ == "__main__":
+    spec, action, sep, *args = sys.argv[1:]
+    if sep != "--":
+        raise SystemExit("usage: driver.py POINT[@N] ACTION -- ARGS")
+    install(spec, action)
+    sys.exit(main(args))
