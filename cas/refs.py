@@ -216,7 +216,14 @@ class RefStore:
         try:
             self._backend.write(key, data, if_absent=True)
         except AlreadyExistsError as exc:
-            raise RefConflictError(f"ref {ref} entry {key} already exists") from exc
+            # A retried write whose first attempt did land: the key is named by the hash
+            # of these very bytes, so finding them there means the write succeeded.
+            try:
+                landed = self._backend.read(key) == data
+            except ObjectNotFoundError:
+                landed = False
+            if not landed:
+                raise RefConflictError(f"ref {ref} entry {key} already exists") from exc
         self._cache.put(key, data)
         return self.state(ref)
 
