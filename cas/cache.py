@@ -68,6 +68,13 @@ class LocalCache:
             return None
         return data if len(data) == length else None
 
+    def touch(self, key: str) -> None:
+        """Mark a cached pack as recently used (LRU order)."""
+        p = self.path(key)
+        if p is not None:
+            with contextlib.suppress(OSError):
+                os.utime(p)
+
     def has(self, key: str) -> bool:
         """True when ``key`` is cached."""
         p = self.path(key)

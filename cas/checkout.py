@@ -43,7 +43,7 @@ from cas.errors import (
     UnsafePathError,
 )
 from cas.hashing import hash_bytes
-from cas.history import flatten_tree
+from cas.history import committed_file_ids, flatten_tree
 from cas.ids import ObjectId
 from cas.index import BlobLocation
 from cas.layout import pack_key
@@ -161,16 +161,26 @@ def plan_checkout(
             c = plan.local_content[e.path] = local_content(wt, e, stat_cache, chunker)
         return c
 
+    committed: set[bytes] | None = None
+
     def clean(e: LocalEntry) -> bool:
-        """True when the local entry equals the base version (safe to replace)."""
+        """True when losing the local entry loses nothing: it is in some commit."""
+        nonlocal committed
         b = base.get(e.path)
-        if b is None or b.kind != e.kind:
+        if b is not None and b.kind == e.kind:
+            if e.kind == EntryKind.DIR:
+                return True
+            if e.kind == EntryKind.SYMLINK:
+                return b.target == e.target
+            if b.size == e.size and content(e).oid == b.oid:
+                return True
+        if e.kind != EntryKind.FILE:
             return False
-        if e.kind == EntryKind.SYMLINK:
-            return b.target == e.target
-        if e.kind == EntryKind.DIR:
-            return True
-        return b.size == e.size and content(e).oid == b.oid
+        # Not the base version's content: it may still be in another commit (say, a
+        # version checked out for these paths only). Only then is it safe to replace.
+        if committed is None:
+            committed = committed_file_ids(repo)
+        return content(e).oid in committed
 
     for path in sorted(target.keys() | local.keys()):
         t, lo = target.get(path), local.get(path)
@@ -191,7 +201,8 @@ def plan_checkout(
                 continue
             if not clean(lo):
                 plan.conflicts.append(path)
-            if lo.kind == EntryKind.DIR:
+            if lo.kind == EntryKind.DIR or t.kind == EntryKind.DIR:
+                # A folder replaces a file or link, or the reverse: remove the old first.
                 plan.deletes.append(path)
             if t.kind == EntryKind.DIR:
                 plan.mkdirs.append(path)
@@ -203,12 +214,17 @@ def plan_checkout(
             if not clean(lo):
                 plan.conflicts.append(path)
             plan.deletes.append(path)
+        elif lo is not None and scopes is not None and lo.kind == EntryKind.FILE and clean(lo):
+            # Checking out paths makes them equal to the version: a file there that the
+            # version lacks goes, if it is committed somewhere (else it is new work: kept).
+            plan.deletes.append(path)
     # Files that are not ours to delete but sit inside a directory we must replace.
     doomed_dirs = [p for p in plan.deletes if local[p].kind == EntryKind.DIR]
     for d in doomed_dirs:
         for p in local:
             if p.startswith(d + "/") and p not in plan.deletes and p not in target:
-                plan.conflicts.append(p)
+                if not clean(local[p]):
+                    plan.conflicts.append(p)
                 plan.deletes.append(p)
     for path in plan.writes:
         e = local.get(path)
@@ -258,7 +274,7 @@ class _Stager:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         self.paths: dict[str, Path] = {}
-        self._fds: dict[str, int] = {}
+        self._fds: dict[str, list[int]] = {}  # path → [fd, writers using it]
         self._lock = threading.Lock()
         for i, p in enumerate(plan.writes):
             t = plan.target[p]
@@ -274,21 +290,38 @@ class _Stager:
                 os.symlink(t.target, tmp)
 
     def write(self, path: str, offset: int, data: bytes) -> None:
-        with self._lock:
-            fd = self._fds.pop(path, None)
-            if fd is None:
-                if len(self._fds) >= _FD_CACHE:
-                    old = next(iter(self._fds))
-                    os.close(self._fds.pop(old))
-                fd = os.open(self.paths[path], os.O_WRONLY)
-            self._fds[path] = fd
-        n = os.pwrite(fd, data, offset)
+        fd = self._acquire(path)
+        try:
+            n = os.pwrite(fd, data, offset)
+        finally:
+            self._release(path)
         if n != len(data):
-            raise OSError(errno.EIO, "short write")
+            raise OSError(errno.ENOSPC, "short write")
+
+    def _acquire(self, path: str) -> int:
+        """An open fd for ``path``, counted as in use until :meth:`_release`."""
+        with self._lock:
+            slot = self._fds.get(path)
+            if slot is None:
+                self._close_idle(keep=_FD_CACHE - 1)
+                slot = self._fds[path] = [os.open(self.paths[path], os.O_WRONLY), 0]
+            slot[1] += 1
+            return slot[0]
+
+    def _release(self, path: str) -> None:
+        with self._lock:
+            self._fds[path][1] -= 1
+
+    def _close_idle(self, keep: int) -> None:
+        """Close fds nobody is writing through until at most ``keep`` stay open."""
+        for p in [p for p, (_fd, users) in self._fds.items() if users == 0]:
+            if len(self._fds) <= keep:
+                break
+            os.close(self._fds.pop(p)[0])
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
+            for fd, _users in self._fds.values():
                 os.close(fd)
             self._fds.clear()
 
@@ -451,6 +484,8 @@ def _fetch_remote(
     if not remaining:
         return
     index = repo.load_index()
+    if any(cid not in index for cid in remaining):
+        index = repo.load_index(refresh=True)  # another writer may have committed since
     by_pack: dict[ObjectId, list[tuple[bytes, BlobLocation]]] = defaultdict(list)
     for cid in remaining:
         loc = index.lookup(cid)
@@ -482,6 +517,7 @@ def _fetch_remote(
         size = index.pack_size(pack_id) or 0
         want = sum(loc.stored_len for _c, loc in locs)
         if repo.cache.has(key):
+            repo.cache.touch(key)
             for cid, loc in locs:
                 stored = repo.read_pack_range(pack_id, loc.offset, loc.stored_len)
                 try:

@@ -28,6 +28,7 @@ the library itself knows nothing about exit codes.
     │   ├── HashMismatchError            bytes that do not match their name
     │   ├── MissingDataError             data a version needs is absent from the store
     │   └── ShortReadError               fewer bytes than asked for
+    ├── InvalidNameError (also ValueError)  a branch or tag name cas cannot use
     ├── UnsafePathError                  a path that would escape the worktree
     └── BackendError                     the remote failed; ``transient`` says if a retry may help
         ├── BackendUnavailableError      (transient)
@@ -203,6 +204,12 @@ class ShortReadError(IntegrityError):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class InvalidNameError(CasError, ValueError):
+    """A branch or tag name that cas refuses (spaces, ``..``, looks like an id, …)."""
+
+    hint = "use letters, digits and . _ - / (not at the start), e.g. v2 or exp/lr-3e-4"
 
 
 class UnsafePathError(CasError):

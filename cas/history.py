@@ -185,6 +185,29 @@ def diff_trees(
     return changes
 
 
+def committed_file_ids(repo: Repository) -> set[bytes]:
+    """The ids of every file content in any version a ref (or its history) reaches."""
+    starts: list[ObjectId] = []
+    for ref in repo.refs.all_states():
+        if ref != "HEAD":
+            starts += [e.target for e in repo.refs.history(ref) if e.target is not None]
+    ids: set[bytes] = set()
+    seen_trees: set[ObjectId] = set()
+    for _cid, commit in iter_log(repo, starts):
+        stack = [(commit.tree, True)]
+        while stack:
+            tid, root = stack.pop()
+            if tid in seen_trees:
+                continue
+            seen_trees.add(tid)
+            for e in repo.load_tree(tid, at_root=root).entries:
+                if e.kind == EntryKind.DIR:
+                    stack.append((e.oid, False))
+                elif e.kind == EntryKind.FILE:
+                    ids.add(e.oid)
+    return ids
+
+
 def iter_log(repo: Repository, starts: list[ObjectId]) -> Iterator[tuple[ObjectId, Commit]]:
     """Commits reachable from ``starts``, newest first (by commit time)."""
     seen: set[ObjectId] = set()

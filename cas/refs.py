@@ -30,6 +30,7 @@ from cas.errors import (
     AlreadyExistsError,
     CasError,
     CorruptObjectError,
+    InvalidNameError,
     ObjectNotFoundError,
     RefConflictError,
 )
@@ -45,13 +46,13 @@ _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 def check_ref_name(name: str, kind: str) -> str:
-    """Return a valid branch or tag name, or raise ``ValueError`` with the reason."""
+    """Return a valid branch or tag name, or raise :class:`InvalidNameError`."""
     if not name or name.startswith(("-", ".", "/")) or name.endswith(("/", ".", ".lock")):
-        raise ValueError(f"invalid {kind} name {name!r}")
+        raise InvalidNameError(f"invalid {kind} name {name!r}")
     if ".." in name or "//" in name or "@{" in name or _BAD_REF_CHARS.search(name):
-        raise ValueError(f"invalid {kind} name {name!r}: no spaces, '..', or ~^:?*[\\")
+        raise InvalidNameError(f"invalid {kind} name {name!r}: no spaces, '..', or ~^:?*[\\")
     if name == "HEAD" or (len(name) >= 7 and is_hex_prefix(name)):
-        raise ValueError(f"invalid {kind} name {name!r}: it looks like HEAD or a commit id")
+        raise InvalidNameError(f"invalid {kind} name {name!r}: it looks like HEAD or a commit id")
     return name
 
 

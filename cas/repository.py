@@ -42,7 +42,7 @@ from cas.errors import (
 )
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
-from cas.index import ChunkIndex, decode_segment, encode_segment
+from cas.index import BlobLocation, ChunkIndex, decode_segment, encode_segment
 from cas.layout import (
     COMMITS,
     CONFIG_KEY,
@@ -103,13 +103,27 @@ class Repository:
             pack_size=pack_size,
         )
         config.chunker.validate()
+        encoded = encode_config(config)
         try:
-            backend.write(CONFIG_KEY, encode_config(config), if_absent=True)
+            backend.write(CONFIG_KEY, encoded, if_absent=True)
         except AlreadyExistsError:
+            if _landed(backend, CONFIG_KEY, encoded):
+                return cls._finish_create(backend, config, cache_root, writer, default_branch)
             raise AlreadyExistsError(
                 f"a cas store at {backend.location}",
                 hint="attach a worktree to it with `cas clone STORE DIR`",
             ) from None
+        return cls._finish_create(backend, config, cache_root, writer, default_branch)
+
+    @classmethod
+    def _finish_create(
+        cls,
+        backend: Backend,
+        config: StoreConfig,
+        cache_root: Path | None,
+        writer: str,
+        default_branch: str,
+    ) -> Repository:
         repo = cls(backend, config, _cache_for(cache_root, config), writer)
         repo.refs.update(
             "HEAD",
@@ -149,8 +163,16 @@ class Repository:
                 seg_id = parse_object_key(info.key, INDEX)
                 if seg_id is None or seg_id in self._segments:
                     continue
-                data = self._read_verified(info.key, seg_id, f"index segment {seg_id.short}")
-                self.index.add_segment(decode_segment(data, f"index segment {seg_id.short}"))
+                what = f"index segment {seg_id.short}"
+                try:
+                    data = self._read_verified(info.key, seg_id, what)
+                    packs = decode_segment(data, what)
+                except (IntegrityError, ObjectNotFoundError) as exc:
+                    # Derived data: a segment still being uploaded (a zero-byte Drive
+                    # "ghost") or damaged is skipped; `cas repair` rebuilds the index.
+                    log.warning("skipping %s: %s", what, exc)
+                    continue
+                self.index.add_segment(packs)
                 self._segments.add(seg_id)
             self._index_loaded = True
             return self.index
@@ -220,14 +242,24 @@ class Repository:
             raise HashMismatchError(what, blob_id.hex(), actual.hex())
         return raw
 
+    def locate(self, blob_id: ObjectId) -> BlobLocation | None:
+        """Where a blob is; the index is re-read once if it does not know the blob yet.
+
+        Another writer may have committed since this repository loaded the index.
+        """
+        loc = self.load_index().lookup(blob_id)
+        if loc is None:
+            loc = self.load_index(refresh=True).lookup(blob_id)
+        return loc
+
     def read_blob(self, blob_id: ObjectId) -> bytes:
         """One blob's raw bytes, verified.
 
         Raises:
-            ObjectNotFoundError: no known pack holds the blob.
+            MissingDataError: no known pack holds the blob.
             IntegrityError: the stored bytes are damaged.
         """
-        loc = self.load_index().lookup(blob_id)
+        loc = self.locate(blob_id)
         if loc is None:
             raise MissingDataError(f"chunk {blob_id.hex()} is in no indexed pack")
         stored = self.read_pack_range(loc.pack_id, loc.offset, loc.stored_len)
@@ -299,6 +331,14 @@ class Repository:
     def new_session(self) -> WriteSession:
         """Start writing blobs; see :class:`WriteSession`."""
         return WriteSession(self)
+
+
+def _landed(backend: Backend, key: str, data: bytes) -> bool:
+    """True when ``key`` holds exactly ``data`` (an earlier attempt of this write landed)."""
+    try:
+        return backend.read(key) == data
+    except ObjectNotFoundError:
+        return False
 
 
 def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:

@@ -23,7 +23,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from cas.errors import CasError, CorruptObjectError, IntegrityError, ObjectNotFoundError
+from cas.errors import (
+    CasError,
+    CorruptObjectError,
+    IntegrityError,
+    MissingDataError,
+    ObjectNotFoundError,
+)
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
 from cas.layout import PACKS, pack_key, parse_object_key
@@ -184,7 +190,7 @@ def _walk_tree(
     seen.add(tree_id)
     try:
         tree = repo.load_tree(tree_id, at_root=not prefix)
-    except ObjectNotFoundError as exc:
+    except (ObjectNotFoundError, MissingDataError) as exc:
         report.problems.append(
             Problem(
                 "missing-tree", f"tree {tree_id.hex()}", str(exc), (f"{version}:{prefix or '/'}",)

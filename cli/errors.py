@@ -49,6 +49,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     e.ConflictError: CONFLICT,
     e.IntegrityError: INTEGRITY,
     e.UnsafePathError: INTEGRITY,
+    e.InvalidNameError: USAGE,
     e.BackendError: BACKEND,
 }
 

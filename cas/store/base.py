@@ -62,6 +62,13 @@ def validate_key(key: str) -> str:
     return key
 
 
+def validate_prefix(prefix: str) -> str:
+    """Return a ``list`` prefix (``""`` or a valid key plus ``/``), else ``ValueError``."""
+    if prefix and not (prefix.endswith("/") and is_valid_key(prefix[:-1])):
+        raise ValueError(f"invalid list prefix {prefix!r}: '' or a folder ending in '/'")
+    return prefix
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Byte storage under keys.
@@ -144,6 +151,6 @@ def resolve_range(key: str, size: int, offset: int, length: int) -> tuple[int, i
         raise ValueError("length must not be negative")
     start = size + offset if offset < 0 else offset
     if start < 0 or start + length > size:
-        available = max(0, min(size - max(start, 0), length))
+        available = max(0, min(size, start + length) - max(start, 0))
         raise ShortReadError(key, length, available)
     return start, start + length

@@ -36,6 +36,7 @@ from cas.store.base import (
     is_valid_key,
     resolve_range,
     validate_key,
+    validate_prefix,
 )
 
 _TRANSIENT = {
@@ -97,6 +98,9 @@ class LocalDirBackend:
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
         self._fsync = fsync
+        # Cleared when the filesystem turns out to have no hard links (some FUSE mounts):
+        # create-only writes are then checked, not enforced.
+        self._links_work = True
 
     @property
     def location(self) -> str:
@@ -106,7 +110,7 @@ class LocalDirBackend:
     def capabilities(self) -> Capabilities:
         return Capabilities(
             atomic_replace=True,
-            conditional_write=True,
+            conditional_write=self._links_work,
             consistent_listing=True,
             max_connections=4,
         )
@@ -129,6 +133,8 @@ class LocalDirBackend:
                 size = os.fstat(f.fileno()).st_size
                 start, _ = resolve_range(key, size, offset, length)
                 data = os.pread(f.fileno(), length, start)
+        except IsADirectoryError:
+            raise ObjectNotFoundError(key) from None
         except OSError as exc:
             raise translate_os_error(exc, key, "read") from exc
         if len(data) != length:
@@ -181,6 +187,7 @@ class LocalDirBackend:
         except OSError as exc:
             if exc.errno not in _NO_LINKS:
                 raise
+            self._links_work = False
             # No hard links here (some FUSE mounts): check, then move. Not race-free;
             # Capabilities says so and refs never rely on it (see docs/backends.md).
             if path.exists():
@@ -188,9 +195,7 @@ class LocalDirBackend:
             os.replace(tmp, path)
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:
-        base = self.root / prefix if prefix else self.root
-        if prefix and not prefix.endswith("/"):
-            raise ValueError("list() takes a folder prefix ending in '/' or ''")
+        base = self.root / validate_prefix(prefix) if prefix else self.root
         stack = [base]
         while stack:
             d = stack.pop()
@@ -224,8 +229,8 @@ class LocalDirBackend:
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._path(key))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # missing, or only a folder of other keys: no such key either way
         except OSError as exc:
             raise translate_os_error(exc, key, "delete") from exc
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 
 from cas.errors import AlreadyExistsError, ObjectNotFoundError
-from cas.store.base import Capabilities, KeyInfo, resolve_range, validate_key
+from cas.store.base import Capabilities, KeyInfo, resolve_range, validate_key, validate_prefix
 
 
 class MemoryBackend:
@@ -27,6 +27,7 @@ class MemoryBackend:
         return Capabilities(max_connections=8)
 
     def read(self, key: str) -> bytes:
+        validate_key(key)
         with self._lock:
             try:
                 return self._data[key]
@@ -47,18 +48,21 @@ class MemoryBackend:
             self._versions[key] = self._versions.get(key, 0) + 1
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:
+        validate_prefix(prefix)
         with self._lock:
             items = [(k, len(v)) for k, v in self._data.items() if k.startswith(prefix)]
         for k, size in items:
             yield KeyInfo(k, size, str(self._versions[k]))
 
     def stat(self, key: str) -> KeyInfo:
+        validate_key(key)
         with self._lock:
             if key not in self._data:
                 raise ObjectNotFoundError(key)
             return KeyInfo(key, len(self._data[key]), str(self._versions[key]))
 
     def delete(self, key: str) -> None:
+        validate_key(key)
         with self._lock:
             self._data.pop(key, None)
 
