@@ -593,12 +593,18 @@ class Repo:
     ) -> list[LogEntry]:
         """Commits reachable from ``ref`` (default: the worktree's version), newest first.
 
-        With ``all``, from every branch and tag, including every head of a diverged branch.
+        With ``all``, from every commit any branch or tag points or ever pointed at
+        (including every head of a diverged branch).
         """
         repo = self.repository
         labels = self._labels()
         if all:
+            # Every commit any ref entry ever named: a branch moved with --force, or one
+            # head of a resolved divergence, stays reachable (and listed) this way.
             starts = list(labels)
+            for name in repo.refs.all_states():
+                if name != "HEAD":
+                    starts += [e.target for e in repo.refs.history(name) if e.target is not None]
         elif ref is None:
             head = self.worktree.read_head()
             starts = []

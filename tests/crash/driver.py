@@ -4,7 +4,7 @@ Usage: ``python driver.py POINT[@N] ACTION -- CAS ARGS...``
 
 At the N-th time (default 1) the library reaches crash point POINT, ACTION happens:
 ``exit`` ends the process at once with ``os._exit(137)`` (as SIGKILL would: no cleanup,
-no flush), ``sigint`` sends the process a Ctrl-C.
+no flush), ``sigint`` sends the process a Ctrl-C, ``barrier:DIR:N`` waits for N peers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from cas import _faults
 from cas_cli.main import main
@@ -33,6 +34,13 @@ def install(spec: str, action: str) -> None:
                 return
         if action == "exit":
             os._exit(137)
+        if action.startswith("barrier:"):
+            _, folder, count = action.split(":")
+            open(os.path.join(folder, str(os.getpid())), "w").close()
+            deadline = time.monotonic() + 60
+            while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return
         os.kill(os.getpid(), signal.SIGINT)
 
     _faults.set_hook(hook)
