@@ -1,0 +1,551 @@
+"""Bad input: each case raises the right error class and leaves the user's files and the
+store as they were (every file of both hashed before and after)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cas
+from cas.codec import pack_canonical
+from cas.config import decode_config, encode_config
+from cas.errors import (
+    CasError,
+    CorruptObjectError,
+    DirtyWorktreeError,
+    IntegrityError,
+    RefNotFoundError,
+    UnsafePathError,
+    UnsupportedFormatError,
+)
+from cas.hashing import hash_bytes
+from cas.layout import commit_key
+from cas.objects import Tree
+from tests.assets import assert_same_tree
+from tests.repository.repo_support import (
+    Built,
+    chunk_location,
+    clone,
+    dir_entry,
+    file_entry,
+    file_entry_at,
+    fingerprint,
+    flip_byte,
+    open_store,
+    pack_file,
+    store_tree,
+    symlink_entry,
+    tree_of,
+    user_files,
+    write_crafted_commit,
+)
+
+
+@contextlib.contextmanager
+def untouched(store: Path, *worktrees: Path) -> Iterator[None]:
+    """Assert that the store (every file and folder) and the worktrees' user files and
+    HEAD are the same after the block as before it."""
+    before_store = fingerprint(store)
+    before_wts = [(user_files(w), _head(w)) for w in worktrees]
+    yield
+    assert fingerprint(store) == before_store, "the store changed"
+    for w, (files, head) in zip(worktrees, before_wts, strict=True):
+        assert_same_tree(files, user_files(w))
+        assert _head(w) == head, f"{w}: HEAD changed"
+
+
+def _head(wt: Path) -> bytes | None:
+    p = wt / ".cas" / "HEAD.json"
+    return p.read_bytes() if p.exists() else None
+
+
+def _empty_folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _assert_left_empty(path: Path) -> None:
+    """A failed clone leaves the (pre-created, empty) folder empty: no files, no .cas."""
+    assert sorted(os.listdir(path)) == []
+
+
+# ---------------------------------------------------------------------------- unknown refs
+
+
+def test_unknown_ref(mini_store: Path, tmp_path: Path):
+    store = mini_store
+    wt = tmp_path / "wt"
+    with clone(store, wt, "v1") as repo, untouched(store, wt):
+        for call in (
+            lambda: repo.checkout("nope"),
+            lambda: repo.checkout("nope", force=True),
+            lambda: repo.checkout("nope", paths=["README.md"]),
+            lambda: repo.show("nope"),
+            lambda: repo.ls("nope"),
+            lambda: repo.diff("nope", "v1"),
+            lambda: repo.diff("v1", "nope"),
+            lambda: repo.diff("nope"),
+            lambda: repo.log("nope"),
+            lambda: repo.tag("t", "nope"),
+            lambda: repo.branch("b", "nope"),
+            lambda: repo.resolve("deadbeef"),
+            lambda: repo.resolve("0" * 64),
+            lambda: repo.delete_tag("nope"),
+            lambda: repo.delete_branch("nope"),
+        ):
+            with pytest.raises(RefNotFoundError):
+                call()
+    fresh = _empty_folder(tmp_path / "fresh")
+    with untouched(store), pytest.raises(RefNotFoundError):
+        clone(store, fresh, "nope")
+    _assert_left_empty(fresh)
+
+
+# ---------------------------------------------------------------------------- damaged packs
+
+
+def _small_file_chunk(store: Path, built: Built, ref: str = "v2"):
+    """(path, its first chunk's location, its pack file) for a small image of ``ref``."""
+    r = open_store(store)
+    path = sorted(p for p in built.info.small if "new_" not in p)[7]
+    entry = file_entry_at(r, ref, path)
+    loc = chunk_location(r, entry.chunks[0].chunk_id)
+    return path, loc, pack_file(store, loc.pack_id)
+
+
+def test_flipped_byte_in_a_pack_fresh_clone(built: Built, store: Path, tmp_path: Path):
+    path, loc, pack = _small_file_chunk(store, built)
+    flip_byte(pack, loc.offset + loc.stored_len // 2)
+    fresh = _empty_folder(tmp_path / "fresh")
+    with untouched(store), pytest.raises(IntegrityError) as exc:
+        clone(store, fresh, "v2")
+    assert loc.pack_id.hex() in str(exc.value)
+    assert not (fresh / path).exists()
+    _assert_left_empty(fresh)
+
+
+def test_corrupt_pack_fetched_whole_names_the_files(built: Built, store: Path, tmp_path: Path):
+    path, loc, pack = _small_file_chunk(store, built)
+    flip_byte(pack, loc.offset + loc.stored_len // 2)
+    with pytest.raises(IntegrityError) as exc:
+        clone(store, _empty_folder(tmp_path / "fresh"), "v2")
+    assert path in str(exc.value)  # invariant 6: the pack and the files it belongs to
+
+
+def test_flipped_byte_in_a_needed_range_names_pack_and_file(
+    built: Built, store: Path, tmp_path: Path
+):
+    """One small file missing locally, no cached packs: its chunk is read as a range."""
+    path, loc, pack = _small_file_chunk(store, built)
+    wt = tmp_path / "wt"
+    clone(store, wt, "v2").close()
+    (wt / path).unlink()
+    flip_byte(pack, loc.offset + loc.stored_len // 2)
+    with (
+        cas.open(wt, cache_dir=tmp_path / "empty-cache", progress=False) as repo,
+        untouched(store, wt),
+        pytest.raises(IntegrityError) as exc,
+    ):
+        repo.checkout("v2")
+    assert loc.pack_id.hex() in str(exc.value)
+    assert path in str(exc.value)
+    assert not (wt / path).exists()
+    assert not os.listdir(wt / ".cas" / "tmp") if (wt / ".cas" / "tmp").exists() else True
+
+
+def test_flipped_byte_never_reaches_an_existing_file(built: Built, store: Path, tmp_path: Path):
+    """v1 → v2 where a new chunk of the large file is damaged: the file keeps v1's bytes;
+    with the pack repaired, the same checkout succeeds."""
+    r = open_store(store)
+    large = built.info.large
+    old = {c.chunk_id for c in file_entry_at(r, "v1", large).chunks}
+    new = [c for c in file_entry_at(r, "v2", large).chunks if c.chunk_id not in old]
+    loc = chunk_location(r, new[len(new) // 2].chunk_id)
+    wt = tmp_path / "wt"
+    clone(store, wt, "v1").close()
+    original = flip_byte(pack_file(store, loc.pack_id), loc.offset + loc.stored_len // 2)
+    with cas.open(wt, cache_dir=tmp_path / "wt-cache", progress=False) as repo:
+        with untouched(store, wt), pytest.raises(IntegrityError):
+            repo.checkout("v2")
+        assert_same_tree(built.snap1, wt)
+        pack_file(store, loc.pack_id).write_bytes(original)
+        repo.checkout("v2")
+    assert_same_tree(built.snap2, wt)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.05])
+def test_truncated_pack_fresh_clone(built: Built, store: Path, tmp_path: Path, keep: float):
+    _path, _loc, pack = _small_file_chunk(store, built)
+    data = pack.read_bytes()
+    pack.write_bytes(data[: int(len(data) * keep)])
+    fresh = _empty_folder(tmp_path / "fresh")
+    with untouched(store), pytest.raises(IntegrityError):
+        clone(store, fresh, "v2")
+    _assert_left_empty(fresh)
+
+
+def test_truncated_pack_range_read(built: Built, store: Path, tmp_path: Path):
+    path, loc, pack = _small_file_chunk(store, built)
+    wt = tmp_path / "wt"
+    clone(store, wt, "v2").close()
+    (wt / path).unlink()
+    pack.write_bytes(pack.read_bytes()[: loc.offset + 1])
+    with (
+        cas.open(wt, cache_dir=tmp_path / "empty-cache", progress=False) as repo,
+        untouched(store, wt),
+        pytest.raises(IntegrityError),
+    ):
+        repo.checkout("v2")
+    assert not (wt / path).exists()
+
+
+def test_damaged_cached_pack_is_refetched(built: Built, store: Path, tmp_path: Path):
+    """The local cache is only an accelerator: a damaged cached pack is dropped and the
+    chunk read from the store."""
+    path, loc, _pack = _small_file_chunk(store, built)
+    wt = tmp_path / "wt"
+    cache = tmp_path / "cache"
+    clone(store, wt, "v2", cache_dir=cache).close()
+    cached = [p for p in cache.rglob("*") if p.is_file() and p.name == loc.pack_id.hex()]
+    assert len(cached) == 1, "the clone cached the packs it fetched"
+    flip_byte(cached[0], loc.offset + loc.stored_len // 2)
+    (wt / path).unlink()
+    with cas.open(wt, cache_dir=cache, progress=False) as repo, untouched(store):
+        repo.checkout("v2")
+    assert_same_tree(built.snap2, wt)
+
+
+# ---------------------------------------------------------------------------- hostile trees
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    """A folder holding the worktrees and an ``outside`` folder that must stay empty."""
+    box = tmp_path / "sandbox"
+    (box / "outside").mkdir(parents=True)
+    return box
+
+
+def _outside_state(box: Path) -> dict[str, object]:
+    """Everything in the sandbox except the worktrees' insides and their local caches."""
+    return {
+        name: fingerprint(box / name) if (box / name).is_dir() else (box / name).read_bytes()
+        for name in os.listdir(box)
+        if name not in ("wt", "fresh") and not name.endswith("-cache")
+    }
+
+
+PAYLOAD = b"written by a hostile tree\n"
+
+HOSTILE_NAMES = {
+    "dotdot-slash": "../escaped",
+    "dotdot-slash-deep": "../../escaped",
+    "absolute": "<abs>",
+    "nul": "ok\x00.txt",
+    "slash": "a/b",
+    "dot": ".",
+    "dotdot": "..",
+    "empty": "",
+}
+
+
+def _hostile_root(r, name: str, *, nested: bool) -> Tree:
+    evil = file_entry(name, PAYLOAD)
+    ok = file_entry("ok.txt", b"fine\n")
+    if not nested:
+        return tree_of(ok, evil)
+    return tree_of(ok, dir_entry("sub", store_tree(r, tree_of(evil))))
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["root", "nested"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_NAMES))
+def test_hostile_name_in_a_tree(mini_store: Path, sandbox: Path, case: str, nested: bool):
+    store = mini_store
+    name = HOSTILE_NAMES[case]
+    if name == "<abs>":
+        name = str(sandbox / "outside" / "abs-escaped")
+    r = open_store(store)
+    write_crafted_commit(
+        r, _hostile_root(r, name, nested=nested), "tags/evil", blobs=(PAYLOAD, b"fine\n")
+    )
+    before = _outside_state(sandbox)
+    fresh = _empty_folder(sandbox / "fresh")
+    with untouched(store), pytest.raises(UnsafePathError):
+        clone(store, fresh, "evil")
+    _assert_left_empty(fresh)
+    wt = sandbox / "wt"
+    with clone(store, wt, "v1") as repo:
+        with untouched(store, wt), pytest.raises(UnsafePathError):
+            repo.checkout("evil")
+        with untouched(store, wt), pytest.raises(UnsafePathError):
+            repo.checkout("evil", force=True)
+    assert _outside_state(sandbox) == before
+    assert not any(p.name.endswith("escaped") for p in sandbox.parent.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_dot_cas_at_the_root_is_refused(mini_store: Path, sandbox: Path, kind: str):
+    store = mini_store
+    r = open_store(store)
+    if kind == "file":
+        evil = file_entry(".cas", PAYLOAD)
+    else:
+        evil = dir_entry(".cas", store_tree(r, tree_of(file_entry("HEAD.json", PAYLOAD))))
+    write_crafted_commit(
+        r, tree_of(file_entry("ok.txt", b"fine\n"), evil), "tags/evil", blobs=(PAYLOAD, b"fine\n")
+    )
+    fresh = _empty_folder(sandbox / "fresh")
+    with untouched(store), pytest.raises(UnsafePathError):
+        clone(store, fresh, "evil")
+    _assert_left_empty(fresh)
+    wt = sandbox / "wt"
+    with clone(store, wt, "v1") as repo:
+        meta = fingerprint(wt / ".cas", ignore=("statcache", "lock"))
+        with untouched(store, wt), pytest.raises(UnsafePathError):
+            repo.checkout("evil", force=True)
+        assert fingerprint(wt / ".cas", ignore=("statcache", "lock")) == meta
+
+
+def test_dot_cas_below_the_root_is_an_ordinary_name(mini_store: Path, sandbox: Path):
+    store = mini_store
+    r = open_store(store)
+    sub = dir_entry("sub", store_tree(r, tree_of(file_entry(".cas", PAYLOAD))))
+    write_crafted_commit(r, tree_of(sub), "tags/odd", blobs=(PAYLOAD,))
+    with clone(store, sandbox / "wt", "odd"):
+        pass
+    assert (sandbox / "wt" / "sub" / ".cas").read_bytes() == PAYLOAD
+
+
+# ---------------------------------------------------------------------------- symlinks
+
+
+def test_symlink_and_folder_of_the_same_name_in_one_tree(mini_store: Path, sandbox: Path):
+    """A crafted tree lists ``evil -> outside`` and a folder ``evil/`` holding a file."""
+    store = mini_store
+    r = open_store(store)
+    outside = sandbox / "outside"
+    folder = dir_entry("evil", store_tree(r, tree_of(file_entry("payload", PAYLOAD))))
+    root = Tree((symlink_entry("evil", str(outside)), folder))
+    write_crafted_commit(r, root, "tags/evil", blobs=(PAYLOAD,))
+    before = _outside_state(sandbox)
+    fresh = _empty_folder(sandbox / "fresh")
+    with untouched(store), pytest.raises((UnsafePathError, CorruptObjectError)):
+        clone(store, fresh, "evil")
+    _assert_left_empty(fresh)
+    wt = sandbox / "wt"
+    with (
+        clone(store, wt, "v1") as repo,
+        untouched(store, wt),
+        pytest.raises((UnsafePathError, CorruptObjectError)),
+    ):
+        repo.checkout("evil", force=True)
+    assert _outside_state(sandbox) == before
+    assert not os.listdir(outside)
+
+
+@pytest.fixture
+def link_then_folder(mini_store: Path, sandbox: Path) -> Path:
+    """Tags: ``link`` (evil -> outside), ``folder`` (evil/payload), ``plain`` (no evil)."""
+    store = mini_store
+    r = open_store(store)
+    ok = file_entry("ok.txt", b"fine\n")
+    blobs = (PAYLOAD, b"fine\n")
+    folder = dir_entry("evil", store_tree(r, tree_of(file_entry("payload", PAYLOAD))))
+    write_crafted_commit(
+        r, tree_of(ok, symlink_entry("evil", str(sandbox / "outside"))), "tags/link", blobs=blobs
+    )
+    write_crafted_commit(r, tree_of(ok, folder), "tags/folder", blobs=blobs)
+    write_crafted_commit(r, tree_of(ok), "tags/plain", blobs=blobs)
+    return store
+
+
+def test_symlink_version_then_folder_version_never_writes_outside(
+    link_then_folder: Path, sandbox: Path
+):
+    """``evil -> outside`` (tracked) then a version with ``evil/payload``: whether the switch
+    is refused or done, nothing is written through the link."""
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "link") as repo:
+        assert os.readlink(wt / "evil") == str(sandbox / "outside")
+        with contextlib.suppress(UnsafePathError):
+            repo.checkout("folder")
+        with contextlib.suppress(UnsafePathError):
+            repo.checkout("folder", force=True)
+        with contextlib.suppress(UnsafePathError):
+            repo.checkout("folder", paths=["evil/payload"], force=True)
+    assert not os.listdir(sandbox / "outside")
+
+
+def test_symlink_version_then_folder_version(link_then_folder: Path, sandbox: Path):
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "link") as repo:
+        repo.checkout("folder")
+        assert not os.path.islink(wt / "evil")
+        assert (wt / "evil" / "payload").read_bytes() == PAYLOAD
+        repo.checkout("link")
+        assert os.path.islink(wt / "evil")
+    assert not os.listdir(sandbox / "outside")
+
+
+def test_untracked_symlink_where_the_version_has_a_folder(link_then_folder: Path, sandbox: Path):
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "plain") as repo:
+        os.symlink(sandbox / "outside", wt / "evil")
+        with untouched(link_then_folder, wt):
+            with pytest.raises((DirtyWorktreeError, UnsafePathError)):
+                repo.checkout("folder")
+            with pytest.raises((DirtyWorktreeError, UnsafePathError)):
+                repo.checkout("folder", paths=["evil/payload"])
+        with contextlib.suppress(UnsafePathError):
+            repo.checkout("folder", force=True)
+    assert not os.listdir(sandbox / "outside")
+
+
+def test_untracked_symlink_is_replaced_with_force(link_then_folder: Path, sandbox: Path):
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "plain") as repo:
+        os.symlink(sandbox / "outside", wt / "evil")
+        repo.checkout("folder", force=True)
+    assert not os.path.islink(wt / "evil")
+    assert (wt / "evil" / "payload").read_bytes() == PAYLOAD
+    assert not os.listdir(sandbox / "outside")
+
+
+def _replace_folder_by_link(wt: Path, target: Path) -> None:
+    (wt / "evil" / "payload").unlink()
+    (wt / "evil").rmdir()
+    os.symlink(target, wt / "evil")
+
+
+@pytest.mark.parametrize("paths", [None, ["evil/payload"], ["evil"]])
+def test_tracked_folder_replaced_by_a_symlink(link_then_folder: Path, sandbox: Path, paths):
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "folder") as repo:
+        _replace_folder_by_link(wt, sandbox / "outside")
+        with untouched(link_then_folder, wt), pytest.raises((DirtyWorktreeError, UnsafePathError)):
+            repo.checkout("folder", paths=paths)
+        with contextlib.suppress(UnsafePathError):
+            repo.checkout("folder", paths=paths, force=True)
+    assert not os.listdir(sandbox / "outside")
+
+
+def test_tracked_folder_replaced_by_a_symlink_is_restored_with_force(
+    link_then_folder: Path, sandbox: Path
+):
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "folder") as repo:
+        _replace_folder_by_link(wt, sandbox / "outside")
+        repo.checkout("folder", force=True)
+    assert not os.path.islink(wt / "evil")
+    assert (wt / "evil" / "payload").read_bytes() == PAYLOAD
+    assert not os.listdir(sandbox / "outside")
+
+
+# ---------------------------------------------------------------------------- dirty worktree
+
+
+def test_dirty_worktree_refuses_then_force_proceeds(built: Built, store: Path, tmp_path: Path):
+    wt = tmp_path / "wt"
+    added = sorted(built.mutation.added)[0]
+    with clone(store, wt, "v1") as repo:
+        (wt / "README.md").write_bytes(b"my notes, in no commit\n")
+        (wt / added).write_bytes(b"an untracked file where v2 puts one\n")
+        (wt / "scratch.txt").write_bytes(b"untracked, not named by v2\n")
+        with untouched(store, wt), pytest.raises(DirtyWorktreeError) as exc:
+            repo.checkout("v2")
+        assert sorted(exc.value.paths) == sorted(["README.md", added])
+        # Scoped to other paths there is no conflict.
+        repo.checkout("v2", paths=["models"])
+        repo.checkout("v2", force=True)
+        assert repo.head.commit == built.c2.commit_id
+    assert (wt / "scratch.txt").exists()  # untracked files the version does not name stay
+    (wt / "scratch.txt").unlink()
+    assert_same_tree(built.snap2, wt)
+
+
+def test_deleted_file_is_not_a_conflict(built: Built, store: Path, tmp_path: Path):
+    wt = tmp_path / "wt"
+    with clone(store, wt, "v1") as repo:
+        (wt / "README.md").unlink()
+        repo.checkout("v2")
+    assert_same_tree(built.snap2, wt)
+
+
+def test_clone_into_a_folder_with_conflicting_files(built: Built, store: Path, tmp_path: Path):
+    dest = _empty_folder(tmp_path / "dest")
+    (dest / "README.md").write_bytes(b"mine\n")
+    with untouched(store), pytest.raises(DirtyWorktreeError):
+        clone(store, dest, "v2")
+    assert os.listdir(dest) == ["README.md"]
+    assert (dest / "README.md").read_bytes() == b"mine\n"
+    clone(store, dest, "v2", force=True).close()
+    assert_same_tree(built.snap2, dest)
+
+
+# ---------------------------------------------------------------------------- newer formats
+
+
+def _rewrite_config(store: Path, **changes: object) -> None:
+    path = store / "config"
+    config = decode_config(path.read_bytes())
+    path.write_bytes(encode_config(dataclasses.replace(config, **changes)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("changes", [{"format_version": 2}, {"mandatory_features": ("zz-future",)}])
+def test_store_of_a_newer_format(mini_store: Path, tmp_path: Path, changes):
+    store = mini_store
+    wt = tmp_path / "wt"
+    clone(store, wt, "v1").close()
+    _rewrite_config(store, **changes)
+    fresh = _empty_folder(tmp_path / "fresh")
+    with untouched(store, wt):
+        with pytest.raises(UnsupportedFormatError):
+            cas.open(wt, cache_dir=tmp_path / "c", progress=False)
+        with pytest.raises(UnsupportedFormatError):
+            clone(store, fresh, "v1")
+    _assert_left_empty(fresh)
+
+
+def test_optional_unknown_feature_is_fine(built: Built, store: Path, tmp_path: Path):
+    _rewrite_config(store, optional_features=("zz-nice-to-have",))
+    clone(store, tmp_path / "wt", "v2").close()
+    assert_same_tree(built.snap2, tmp_path / "wt")
+
+
+def test_commit_of_a_newer_format(mini_store: Path, tmp_path: Path):
+    store = mini_store
+    r = open_store(store)
+    v1 = r.load_commit(r.refs.state("tags/v1").target)
+    data = pack_canonical(
+        {
+            "type": "commit",
+            "v": 2,
+            "tree": bytes(v1.tree),
+            "parents": [],
+            "message": "from the future",
+            "author": "t",
+            "time_ns": 1,
+        }
+    )
+    cid = hash_bytes(data)
+    r.backend.write(commit_key(cid), data, if_absent=True)
+    r.refs.update("tags/future", target=cid, expected=r.refs.state("tags/future"))
+    wt = tmp_path / "wt"
+    with clone(store, wt, "v2") as repo, untouched(store, wt):
+        with pytest.raises(UnsupportedFormatError):
+            repo.checkout("future")
+        with pytest.raises(UnsupportedFormatError):
+            repo.log("future")
+
+
+def test_errors_are_cas_errors_with_a_hint(mini_store: Path, tmp_path: Path):
+    """Every error above is a CasError whose one-line message names the object."""
+    store = mini_store
+    with clone(store, tmp_path / "wt", "v1") as repo, pytest.raises(CasError) as exc:
+        repo.checkout("nope")
+    assert "nope" in str(exc.value) and "\n" not in str(exc.value) and exc.value.hint
