@@ -1,0 +1,310 @@
+"""The backend contract for LocalDirBackend, plus its error translation and seams."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cas.store.local as local_module
+from cas.errors import (
+    AlreadyExistsError,
+    BackendError,
+    BackendUnavailableError,
+    NoSpaceError,
+    ObjectNotFoundError,
+    PermissionDeniedError,
+)
+from cas.store.base import TEMP_SUFFIX
+from cas.store.local import LocalDirBackend, translate_os_error
+from tests.backends.contract import BackendContract
+
+
+class LocalHarness:
+    """Reaches around a LocalDirBackend straight on disk."""
+
+    # The version token is size + mtime_ns; mtime moves with the kernel's coarse clock.
+    same_size_rewrite_changes_version = False
+
+    def __init__(self, root: Path, *, fsync: bool) -> None:
+        self.root = root
+        self.fsync = fsync
+
+    def make(self) -> LocalDirBackend:
+        return LocalDirBackend(self.root, fsync=self.fsync)
+
+    def raw_write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def raw_read(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def plant_temp(self, key: str) -> bool:
+        path = self.root / f"{key}.abc123{TEMP_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half an upload")
+        return True
+
+
+@pytest.fixture(params=[False, True], ids=["no-fsync", "fsync"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> LocalHarness:
+    return LocalHarness(tmp_path / "store", fsync=request.param)
+
+
+class TestLocalDirBackend(BackendContract):
+    pass
+
+
+# ---------------------------------------------------------------------------- on disk
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def backend(root: Path) -> LocalDirBackend:
+    return LocalDirBackend(root)
+
+
+def _temp_files(root: Path) -> list[Path]:
+    return list(root.rglob(f"*{TEMP_SUFFIX}")) if root.exists() else []
+
+
+def test_keys_are_files_below_the_root(backend: LocalDirBackend, root: Path) -> None:
+    backend.write("packs/ab/abcd", b"x")
+    assert (root / "packs" / "ab" / "abcd").read_bytes() == b"x"
+    assert backend.location == str(root)
+
+
+def test_no_temp_files_are_left_behind(backend: LocalDirBackend, root: Path) -> None:
+    backend.write("a/b", b"1")
+    backend.write("a/b", b"2")
+    backend.write("a/c", b"3", if_absent=True)
+    with pytest.raises(AlreadyExistsError):
+        backend.write("a/c", b"4", if_absent=True)
+    assert _temp_files(root) == []
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["b", "c"]
+
+
+def test_listing_skips_names_that_are_not_keys(backend: LocalDirBackend, root: Path) -> None:
+    backend.write("packs/ab/good", b"x")
+    (root / "packs" / "ab" / "Desktop.ini").write_bytes(b"junk")  # uppercase: not a key
+    (root / "packs" / "ab" / "copy (1)").write_bytes(b"junk")  # Drive's duplicate names
+    assert [i.key for i in backend.list("")] == ["packs/ab/good"]
+
+
+def test_version_token_is_size_and_mtime(backend: LocalDirBackend, root: Path) -> None:
+    backend.write("k", b"12345")
+    st = os.stat(root / "k")
+    assert backend.stat("k").version == f"5-{st.st_mtime_ns}"
+    os.utime(root / "k", ns=(1, 2))
+    assert backend.stat("k").version == "5-2"
+
+
+# ---------------------------------------------------------------------------- the seam
+
+
+def _raising(code: int) -> Callable[..., int]:
+    def open_temp(path: Any, flags: int, mode: int = 0o777) -> int:
+        raise OSError(code, os.strerror(code), str(path))
+
+    return open_temp
+
+
+def _create_then_raise(code: int) -> Callable[..., int]:
+    """The temp file is created, then the open fails: the writer must remove it."""
+
+    def open_temp(path: Any, flags: int, mode: int = 0o777) -> int:
+        os.close(os.open(path, flags, mode))
+        raise OSError(code, os.strerror(code), str(path))
+
+    return open_temp
+
+
+@pytest.mark.parametrize("make_seam", [_raising, _create_then_raise])
+def test_no_space_is_a_permanent_error(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch, make_seam: Any
+) -> None:
+    backend.write("packs/ab/p", b"old")
+    monkeypatch.setattr(local_module, "open_temp", make_seam(errno.ENOSPC))
+    with pytest.raises(NoSpaceError, match="no space left") as ei:
+        backend.write("packs/ab/p", b"new")
+    assert ei.value.transient is False
+    assert isinstance(ei.value.__cause__, OSError)
+    assert ei.value.__cause__.errno == errno.ENOSPC
+    assert "free space" in ei.value.hint
+    assert _temp_files(root) == []
+    assert backend.read("packs/ab/p") == b"old"
+
+
+def test_no_space_while_writing_the_bytes(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temp file exists, and the write into it fails (here: into /dev/full)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+
+    def open_temp(path: Any, flags: int, mode: int = 0o777) -> int:
+        os.close(os.open(path, flags, mode))
+        return os.open("/dev/full", os.O_WRONLY)
+
+    monkeypatch.setattr(local_module, "open_temp", open_temp)
+    with pytest.raises(NoSpaceError):
+        backend.write("packs/ab/new", b"x" * 100_000)
+    assert _temp_files(root) == []
+    with pytest.raises(ObjectNotFoundError):
+        backend.read("packs/ab/new")
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS])
+def test_permission_errors_are_permanent(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    monkeypatch.setattr(local_module, "open_temp", _create_then_raise(code))
+    with pytest.raises(PermissionDeniedError, match="permission denied") as ei:
+        backend.write("config", b"x")
+    assert ei.value.transient is False
+    assert ei.value.__cause__.errno == code  # type: ignore[union-attr]
+    assert "writable" in ei.value.hint
+    assert _temp_files(root) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOTCONN, errno.EIO, errno.ETIMEDOUT, errno.ESTALE])
+def test_unreachable_mount_is_transient(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    monkeypatch.setattr(local_module, "open_temp", _raising(code))
+    with pytest.raises(BackendUnavailableError, match="did not answer") as ei:
+        backend.write("config", b"x")
+    assert ei.value.transient is True
+    assert ei.value.__cause__.errno == code  # type: ignore[union-attr]
+
+
+def test_fsync_failure_removes_the_temp_file(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    backend.write("k", b"old")
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    with pytest.raises(BackendUnavailableError):
+        backend.write("k", b"new")
+    monkeypatch.undo()
+    assert _temp_files(root) == []
+    assert backend.read("k") == b"old"
+
+
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.ENOTSUP])
+def test_fsync_not_supported_is_tolerated(
+    backend: LocalDirBackend, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """FUSE mounts (Google Drive) refuse fsync; the write still happens."""
+
+    def fsync(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    backend.write("k", b"data")
+    monkeypatch.undo()
+    assert backend.read("k") == b"data"
+
+
+def test_create_only_without_hard_links(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def link(src: Any, dst: Any) -> None:
+        raise OSError(errno.ENOTSUP, "no hard links on this mount")
+
+    monkeypatch.setattr(local_module.os, "link", link)
+    backend.write("k", b"first", if_absent=True)
+    with pytest.raises(AlreadyExistsError):
+        backend.write("k", b"second", if_absent=True)
+    assert backend.read("k") == b"first"
+    assert _temp_files(root) == []
+
+
+# ---------------------------------------------------------------------------- read-only store
+
+
+@pytest.fixture
+def read_only_root(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A store folder with mode 0o555.
+
+    Tests run as root here, and root may write into any folder, so for root the
+    ``open_temp`` seam applies the permission bits the way the kernel does for everyone
+    else (EACCES when the folder has no write bit).
+    """
+    LocalDirBackend(root).write("config", b"cfg")
+    LocalDirBackend(root).write("index/old", b"seg")
+    os.chmod(root / "index", 0o555)
+    os.chmod(root, 0o555)
+    if os.geteuid() == 0:
+        real_open = local_module.open_temp
+
+        def open_temp(path: Any, flags: int, mode: int = 0o777) -> int:
+            if not os.stat(os.path.dirname(path)).st_mode & stat.S_IWUSR:
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_open(path, flags, mode)
+
+        monkeypatch.setattr(local_module, "open_temp", open_temp)
+    yield root
+    os.chmod(root, 0o755)
+    os.chmod(root / "index", 0o755)
+
+
+def test_read_only_store_refuses_writes_but_reads(read_only_root: Path) -> None:
+    backend = LocalDirBackend(read_only_root)
+    with pytest.raises(PermissionDeniedError) as ei:
+        backend.write("index/abc", b"x")
+    assert ei.value.transient is False
+    with pytest.raises(PermissionDeniedError):
+        backend.write("config2", b"x", if_absent=True)
+    assert backend.read("config") == b"cfg"
+    assert backend.read_range("index/old", -3, 3) == b"seg"
+    assert sorted(i.key for i in backend.list("")) == ["config", "index/old"]
+    assert _temp_files(read_only_root) == []
+
+
+# ---------------------------------------------------------------------------- translation
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "transient"),
+    [
+        (errno.ENOENT, ObjectNotFoundError, False),
+        (errno.ENOSPC, NoSpaceError, False),
+        (errno.EDQUOT, NoSpaceError, False),
+        (errno.EACCES, PermissionDeniedError, False),
+        (errno.EPERM, PermissionDeniedError, False),
+        (errno.EROFS, PermissionDeniedError, False),
+        (errno.EIO, BackendUnavailableError, True),
+        (errno.ENOTCONN, BackendUnavailableError, True),
+        (errno.ETIMEDOUT, BackendUnavailableError, True),
+        (errno.ESTALE, BackendUnavailableError, True),
+        (errno.EAGAIN, BackendUnavailableError, True),
+        (errno.EBUSY, BackendUnavailableError, True),
+        (errno.ENAMETOOLONG, BackendError, False),
+        (errno.EINVAL, BackendError, False),
+        (None, BackendError, False),
+    ],
+)
+def test_translate_os_error(code: int | None, cls: type[Exception], transient: bool) -> None:
+    exc = OSError(code, "boom") if code is not None else OSError("no errno")
+    out = translate_os_error(exc, "packs/ab/cd", "read")
+    assert type(out) is cls
+    if isinstance(out, BackendError):
+        assert out.transient is transient
+        assert "read packs/ab/cd" in str(out)
+    else:
+        assert out.key == "packs/ab/cd"  # type: ignore[attr-defined]

@@ -1,0 +1,100 @@
+"""Per-chunk compression: zstd when it shrinks, raw otherwise; strict decompression."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import zstandard
+
+from cas.compression import CODEC_RAW, CODEC_ZSTD, CODECS, compress, decompress
+from cas.errors import CorruptObjectError
+
+TEXT = b"the quick brown fox jumps over the lazy dog. " * 50
+
+
+def test_codec_numbers_are_part_of_the_format() -> None:
+    assert (CODEC_RAW, CODEC_ZSTD) == (0, 1)
+    assert CODECS == (0, 1)
+
+
+def test_compressible_data_is_zstd() -> None:
+    codec, stored = compress(TEXT, 3)
+    assert codec == CODEC_ZSTD
+    assert len(stored) < len(TEXT)
+    assert zstandard.frame_content_size(stored) == len(TEXT)
+    assert decompress(codec, stored, len(TEXT), "chunk") == TEXT
+
+
+def test_incompressible_data_is_kept_raw() -> None:
+    data = random.Random(0).randbytes(4096)
+    assert compress(data, 3) == (CODEC_RAW, data)
+
+
+@pytest.mark.parametrize("data", [b"", b"a" * 63])
+def test_tiny_data_is_kept_raw(data: bytes) -> None:
+    assert compress(data, 19) == (CODEC_RAW, data)
+
+
+@pytest.mark.parametrize("level", [0, -1])
+def test_level_zero_or_below_disables_compression(level: int) -> None:
+    assert compress(TEXT, level) == (CODEC_RAW, TEXT)
+
+
+def test_accepts_memoryview() -> None:
+    codec, stored = compress(memoryview(TEXT), 1)
+    assert decompress(codec, memoryview(stored), len(TEXT), "chunk") == TEXT
+
+
+def test_raw_length_mismatch() -> None:
+    with pytest.raises(CorruptObjectError, match="raw chunk of 3 bytes, expected 4") as ei:
+        decompress(CODEC_RAW, b"abc", 4, "chunk X in pack Y")
+    assert ei.value.what == "chunk X in pack Y"
+    assert "chunk X in pack Y" in str(ei.value)
+
+
+def test_zstd_declared_size_must_match_the_entry() -> None:
+    _, stored = compress(TEXT, 3)
+    with pytest.raises(CorruptObjectError, match="declares"):
+        decompress(CODEC_ZSTD, stored, len(TEXT) + 1, "chunk")
+
+
+def test_zstd_frame_without_content_size_is_refused() -> None:
+    stored = zstandard.ZstdCompressor(write_content_size=False).compress(TEXT)
+    with pytest.raises(CorruptObjectError, match="declares"):
+        decompress(CODEC_ZSTD, stored, len(TEXT), "chunk")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: b"",
+        lambda s: b"\x00" * 16,
+        lambda s: s[:-4],
+        lambda s: s[:10],
+    ],
+    ids=["empty", "zeros", "truncated-end", "truncated-header"],
+)
+def test_damaged_zstd_frame(damage) -> None:  # type: ignore[no-untyped-def]
+    _, stored = compress(TEXT, 3)
+    with pytest.raises(CorruptObjectError):
+        decompress(CODEC_ZSTD, damage(stored), len(TEXT), "chunk")
+
+
+@pytest.mark.parametrize("codec", [2, 255, -1])
+def test_unknown_codec(codec: int) -> None:
+    with pytest.raises(CorruptObjectError, match=f"unknown codec {codec}"):
+        decompress(codec, b"x", 1, "chunk")
+
+
+def test_flipped_byte_in_frame_body_is_left_to_the_hash_check() -> None:
+    """Frames carry no checksum: a flipped literal may decode to wrong bytes of the right
+    length. That is why every blob is hashed after decompression (Repository.decode_blob)."""
+    _, stored = compress(TEXT, 3)
+    damaged = stored[:20] + bytes([stored[20] ^ 0xFF]) + stored[21:]
+    try:
+        out = decompress(CODEC_ZSTD, damaged, len(TEXT), "chunk")
+    except CorruptObjectError:
+        return
+    assert len(out) == len(TEXT)
+    assert out != TEXT

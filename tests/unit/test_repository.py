@@ -1,0 +1,379 @@
+"""Repository over MemoryBackend and LocalDirBackend: lifecycle, write order, verified reads."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cas.chunking import ChunkerParams
+from cas.codec import encode_commit
+from cas.compression import compress
+from cas.config import StoreConfig, encode_config
+from cas.errors import (
+    AlreadyExistsError,
+    CorruptObjectError,
+    HashMismatchError,
+    IntegrityError,
+    MissingDataError,
+    ObjectNotFoundError,
+    RepositoryNotFoundError,
+    UnsafePathError,
+    UnsupportedFormatError,
+)
+from cas.hashing import hash_bytes
+from cas.ids import ObjectId
+from cas.index import decode_segment
+from cas.layout import CONFIG_KEY, INDEX, PACKS, commit_key, pack_key, parse_object_key
+from cas.objects import Commit, EntryKind, Tree, TreeEntry
+from cas.packs import KIND_CHUNK, read_pack_entries
+from cas.repository import Repository, WriteSession
+from cas.store.base import Backend
+from cas.store.local import LocalDirBackend
+from cas.store.memory import MemoryBackend
+from tests.conftest import SMALL_CHUNKER, SMALL_PACK
+
+
+class RecordingBackend:
+    """Wraps a backend and records the keys written, in order."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        self.inner.write(key, data, if_absent=if_absent)
+        self.writes.append(key)
+
+
+@pytest.fixture(params=["memory", "local"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordingBackend]:
+    inner: Backend
+    if request.param == "memory":
+        inner = MemoryBackend()
+    else:
+        inner = LocalDirBackend(tmp_path / "store", fsync=False)
+    yield RecordingBackend(inner)
+    inner.close()
+
+
+def _create(backend: Backend, **kw: object) -> Repository:
+    args: dict[str, object] = {"chunker": SMALL_CHUNKER, "pack_size": SMALL_PACK, **kw}
+    return Repository.create(backend, cache_root=None, writer="test@host", **args)  # type: ignore[arg-type]
+
+
+def _open(backend: Backend, cache_root: Path | None = None) -> Repository:
+    return Repository.open(backend, cache_root=cache_root, writer="test@host")
+
+
+def _blobs(n: int, size: int = 10_000, seed: int = 0) -> list[bytes]:
+    rng = random.Random(seed)
+    # Half incompressible, half compressible, so both codecs are stored.
+    return [rng.randbytes(size) if i % 2 else bytes([i % 251]) * size for i in range(n)]
+
+
+def _store(repo: Repository, blobs: list[bytes]) -> list[ObjectId]:
+    ids = []
+    with repo.new_session() as session:
+        for raw in blobs:
+            blob_id = hash_bytes(raw)
+            ids.append(blob_id)
+            if session.reserve(blob_id):
+                codec, stored = compress(raw, repo.config.zstd_level)
+                session.add(blob_id, KIND_CHUNK, codec, len(raw), stored)
+        session.flush()
+    return ids
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+def test_create_then_open(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    assert backend.writes[0] == CONFIG_KEY
+    assert repo.config.chunker == SMALL_CHUNKER
+    assert repo.config.pack_size == SMALL_PACK
+    assert repo.refs.state("HEAD").symbolic == "heads/main"
+
+    again = _open(backend)
+    assert again.config == repo.config
+    assert again.refs.state("HEAD").symbolic == "heads/main"
+    assert not again.branch_state("main").exists
+
+
+def test_create_with_another_default_branch(backend: RecordingBackend) -> None:
+    repo = _create(backend, default_branch="trunk")
+    assert repo.refs.state("HEAD").symbolic == "heads/trunk"
+
+
+def test_create_twice_is_refused(backend: RecordingBackend) -> None:
+    first = _create(backend)
+    with pytest.raises(AlreadyExistsError, match="a cas store at") as ei:
+        _create(backend)
+    assert "clone" in ei.value.hint
+    assert _open(backend).config == first.config  # the first store is untouched
+
+
+def test_create_refuses_bad_chunker_params_before_writing(backend: RecordingBackend) -> None:
+    with pytest.raises(ValueError, match="64 <= min"):
+        _create(backend, chunker=ChunkerParams(min=10))
+    assert backend.writes == []
+
+
+def test_open_missing_store(backend: RecordingBackend) -> None:
+    with pytest.raises(RepositoryNotFoundError) as ei:
+        _open(backend)
+    assert ei.value.location == backend.location
+    assert backend.location in str(ei.value)
+
+
+def test_open_newer_store_is_refused(backend: RecordingBackend) -> None:
+    backend.write(CONFIG_KEY, encode_config(StoreConfig("id", 1, format_version=99)))
+    with pytest.raises(UnsupportedFormatError, match="format version 99"):
+        _open(backend)
+
+
+def test_open_damaged_config(backend: RecordingBackend) -> None:
+    backend.write(CONFIG_KEY, b"\x00garbage")
+    with pytest.raises(CorruptObjectError, match="config of"):
+        _open(backend)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def test_session_writes_packs_then_the_index_segment(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    blobs = _blobs(30)
+    start = len(backend.writes)
+    ids = _store(repo, blobs)
+    writes = backend.writes[start:]
+
+    packs = [k for k in writes if k.startswith(PACKS)]
+    segments = [k for k in writes if k.startswith(INDEX)]
+    assert len(packs) >= 3  # 300 kB in 64 KiB packs
+    assert segments
+    assert set(writes) == set(packs) | set(segments)
+    # Every segment comes after every pack it lists (invariant 2).
+    for seg_key in segments:
+        seg = decode_segment(backend.read(seg_key), seg_key)
+        for pack_id in seg:
+            assert writes.index(pack_key(pack_id)) < writes.index(seg_key)
+    # Segments together list every pack, and every blob once.
+    listed = {}
+    for seg_key in segments:
+        for pack_id, (size, entries) in decode_segment(backend.read(seg_key), seg_key).items():
+            assert size == backend.stat(pack_key(pack_id)).size
+            for e in entries:
+                listed[e.blob_id] = pack_id
+    assert {pack_key(p) for p in listed.values()} == set(packs)
+    assert set(listed) == set(ids)
+
+
+def test_nothing_is_indexed_before_flush(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    raw = b"x" * 100
+    with repo.new_session() as session:
+        assert session.reserve(hash_bytes(raw))
+        session.add(hash_bytes(raw), KIND_CHUNK, 0, len(raw), raw)
+        assert not any(k.startswith((PACKS, INDEX)) for k in backend.writes)
+        session.flush()
+        assert any(k.startswith(PACKS) for k in backend.writes)
+        assert any(k.startswith(INDEX) for k in backend.writes)
+        assert session.new_blobs == 1
+        assert session.packs_written == 1
+
+
+def test_packs_are_self_describing(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    _store(repo, _blobs(10))
+    for info in backend.list(PACKS):
+        pack_id = parse_object_key(info.key, PACKS)
+        assert pack_id is not None
+        data = backend.read(info.key)
+        assert hash_bytes(data) == pack_id
+        entries = read_pack_entries(
+            lambda n, k=info.key: backend.read_range(k, -n, n), info.size, info.key
+        )
+        assert entries
+
+
+def test_reserve_decides_once(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    (blob_id,) = _store(repo, [b"already stored" * 10])
+    with repo.new_session() as session:
+        assert not session.reserve(blob_id)  # in the index
+        new = hash_bytes(b"new")
+        assert session.reserve(new)
+        assert not session.reserve(new)  # pending in this session
+
+
+def test_storing_the_same_blobs_again_writes_nothing(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    blobs = _blobs(6)
+    _store(repo, blobs)
+    start = len(backend.writes)
+    _store(_open(backend), blobs)
+    assert backend.writes[start:] == []
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def test_read_blob_and_fresh_index(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    blobs = _blobs(20)
+    ids = _store(repo, blobs)
+    for blob_id, raw in zip(ids, blobs, strict=True):
+        assert repo.read_blob(blob_id) == raw
+
+    fresh = _open(backend)
+    index = fresh.load_index()
+    assert len(index) == len(set(ids))
+    assert all(blob_id in index for blob_id in ids)
+    assert fresh.read_blob(ids[3]) == blobs[3]
+
+
+def test_load_index_refresh_sees_new_segments(backend: RecordingBackend) -> None:
+    reader = _create(backend)
+    assert len(reader.load_index()) == 0
+    ids = _store(_open(backend), _blobs(4))
+    assert len(reader.load_index()) == 0  # loaded once, until asked to refresh
+    assert len(reader.load_index(refresh=True)) == len(ids)
+
+
+def test_read_of_an_unknown_blob(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    with pytest.raises(MissingDataError, match="in no indexed pack"):
+        repo.read_blob(hash_bytes(b"never stored"))
+
+
+def _flip_stored_byte(backend: Backend, repo: Repository, blob_id: ObjectId) -> ObjectId:
+    loc = repo.load_index().lookup(blob_id)
+    assert loc is not None
+    key = pack_key(loc.pack_id)
+    data = bytearray(backend.read(key))
+    data[loc.offset + loc.stored_len // 2] ^= 0x01
+    backend.write(key, bytes(data))
+    return loc.pack_id
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["zstd-blob", "raw-blob"])
+def test_flipped_byte_in_a_pack_is_an_integrity_error_naming_the_pack(
+    backend: RecordingBackend, which: int
+) -> None:
+    repo = _create(backend)
+    blobs = _blobs(4)
+    ids = _store(repo, blobs)
+    pack_id = _flip_stored_byte(backend, repo, ids[which])
+    fresh = _open(backend)
+    with pytest.raises(IntegrityError) as ei:
+        fresh.read_blob(ids[which])
+    assert pack_id.hex() in str(ei.value)
+    assert ids[which].hex() in str(ei.value)
+    with pytest.raises(HashMismatchError, match=f"pack {pack_id.hex()}"):
+        fresh.read_pack(pack_id)
+
+
+@pytest.mark.parametrize("damage", [lambda d: d[:-1], lambda d: b""], ids=["truncated", "ghost"])
+def test_damaged_index_segment_is_skipped(
+    backend: RecordingBackend, caplog: pytest.LogCaptureFixture, damage
+) -> None:  # type: ignore[no-untyped-def]
+    """Segments are derived data (repair rebuilds them); a bad one is skipped, loudly."""
+    repo = _create(backend)
+    ids = _store(repo, _blobs(2))
+    (seg,) = [i.key for i in backend.list(INDEX)]
+    backend.write(seg, damage(backend.read(seg)))
+    fresh = _open(backend)
+    with caplog.at_level("WARNING", logger="cas.repository"):
+        assert len(fresh.load_index()) == 0
+    assert "skipping index segment" in caplog.text
+    with pytest.raises(MissingDataError):
+        fresh.read_blob(ids[0])
+
+
+def test_read_blob_rereads_the_index_on_a_miss(backend: RecordingBackend) -> None:
+    reader = _create(backend)
+    assert len(reader.load_index()) == 0
+    blobs = _blobs(3)
+    ids = _store(_open(backend), blobs)  # another writer, after the reader loaded
+    assert reader.read_blob(ids[2]) == blobs[2]
+
+
+def test_damaged_cached_pack_is_dropped_and_fetched_again(
+    backend: RecordingBackend, tmp_path: Path
+) -> None:
+    _create(backend)
+    repo = _open(backend, cache_root=tmp_path / "cache")
+    blobs = _blobs(4)
+    ids = _store(repo, blobs)
+    loc = repo.load_index().lookup(ids[1])
+    assert loc is not None
+    repo.read_pack(loc.pack_id)  # now cached
+    key = pack_key(loc.pack_id)
+    assert repo.cache.has(key)
+    cached = bytearray(repo.cache.get(key) or b"")
+    cached[loc.offset] ^= 0xFF
+    repo.cache.put(key, bytes(cached))
+
+    assert repo.read_blob(ids[1]) == blobs[1]
+    assert not repo.cache.has(key)
+
+
+# ---------------------------------------------------------------------------- trees, commits
+
+
+def test_trees_travel_in_packs(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    f = TreeEntry("a.txt", EntryKind.FILE, 0o644, 1, 0, hash_bytes(b""))
+    tree = Tree((f,))
+    with repo.new_session() as session:
+        tree_id = session.store_tree(tree)
+        assert session.store_tree(tree) == tree_id
+        session.flush()
+    assert _open(backend).load_tree(tree_id) == tree
+    assert repo.load_index().lookup(tree_id).kind == 1  # type: ignore[union-attr]
+
+
+def test_root_tree_refuses_dot_cas(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    tree = Tree((TreeEntry(".cas", EntryKind.DIR, 0o755, 0, 0, hash_bytes(b"x")),))
+    with repo.new_session() as session:
+        tree_id = session.store_tree(tree)
+        session.flush()
+    assert repo.load_tree(tree_id) == tree
+    with pytest.raises(UnsafePathError):
+        repo.load_tree(tree_id, at_root=True)
+
+
+def test_commits(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    commit = Commit(hash_bytes(b"tree"), (), "first", "me", 42)
+    commit_id = repo.save_commit(commit)
+    assert repo.save_commit(commit) == commit_id  # create-only, identical: fine
+    assert repo.has_commit(commit_id)
+    assert not repo.has_commit(hash_bytes(b"nope"))
+    assert list(repo.iter_commit_ids()) == [commit_id]
+    assert _open(backend).load_commit(commit_id) == commit
+    with pytest.raises(ObjectNotFoundError):
+        repo.load_commit(hash_bytes(b"nope"))
+
+
+def test_tampered_commit_is_refused(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    commit_id = repo.save_commit(Commit(hash_bytes(b"tree"), (), "first", "me", 42))
+    other = Commit(hash_bytes(b"evil"), (), "first", "me", 42)
+    backend.write(commit_key(commit_id), encode_commit(other))
+    with pytest.raises(HashMismatchError, match="commit"):
+        _open(backend).load_commit(commit_id)
+
+
+def test_session_is_a_context_manager(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    with WriteSession(repo) as session:
+        assert session.repo is repo
