@@ -140,6 +140,7 @@ class CheckoutResult:
     ref: str
     branch: str | None
     stats: CheckoutStats
+    pending: tuple[ObjectId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +494,11 @@ class Repo:
                 self.worktree.write_head(WorktreeHead(branch, resolved.commit_id))
             self.worktree.save_stat_cache(stat_cache)
         return CheckoutResult(
-            resolved.commit_id, ref, resolved.name if resolved.kind == "branch" else None, stats
+            resolved.commit_id,
+            ref,
+            resolved.name if resolved.kind == "branch" else None,
+            stats,
+            resolved.pending,
         )
 
     # -------------------------------------------------------------- inspection

@@ -8,10 +8,21 @@ branch), a tag, a branch, or a commit id or unique prefix of one (at least 4 hex
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cas.errors import AmbiguousRefError, PathNotFoundError, RefConflictError, RefNotFoundError
+from cas.errors import (
+    AmbiguousRefError,
+    CasError,
+    HashMismatchError,
+    MissingDataError,
+    ObjectNotFoundError,
+    PathNotFoundError,
+    RefConflictError,
+    RefNotFoundError,
+    ShortReadError,
+)
 from cas.ids import ObjectId, is_hex_prefix
 from cas.objects import Commit, EntryKind, TreeEntry
 from cas.paths import join_path, split_path
@@ -19,15 +30,22 @@ from cas.refs import RefState
 from cas.repository import Repository
 
 MIN_PREFIX = 4
+# Ref entries younger than this get a full visibility check (every pack) when resolved.
+RECENT_NS = 24 * 3600 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """A user's ref resolved to a commit."""
+    """A user's ref resolved to a commit.
+
+    ``pending`` lists newer commits of the ref that were skipped because their data is
+    not all visible on the store yet (an upload still in progress elsewhere).
+    """
 
     commit_id: ObjectId
     kind: str  # "branch", "tag" or "commit"
     name: str  # the branch or tag name, or the full commit hex
+    pending: tuple[ObjectId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +64,8 @@ def default_branch(repo: Repository) -> str:
     return sym.partition("/")[2] if sym.startswith("heads/") else "main"
 
 
-def _from_state(state: RefState, kind: str, name: str) -> Resolved | None:
-    if not state.exists:
-        return None
-    target = state.target
-    if target is None:
+def _from_state(repo: Repository, state: RefState, kind: str, name: str) -> Resolved | None:
+    if not state.exists or state.target is None:
         return None
     if state.diverged and kind == "branch":
         heads = ", ".join(h.entry.target.short for h in state.live_heads if h.entry.target)
@@ -58,7 +73,54 @@ def _from_state(state: RefState, kind: str, name: str) -> Resolved | None:
             f"branch {name!r} has diverged: it has several heads ({heads})",
             hint=f"pick one with `cas branch -f {name} COMMIT`; both stay in `cas log --all`",
         )
-    return Resolved(target, kind, name)
+    pending: list[ObjectId] = []
+    first_error: CasError | None = None
+    for cand in state.candidates():
+        entry = cand.entry
+        if entry.target is None:
+            if not pending:
+                return None  # the newest visible step deleted the ref
+            continue
+        problem = _visibility_problem(repo, entry.target, entry.time_ns)
+        if problem is None:
+            return Resolved(entry.target, kind, name, tuple(pending))
+        first_error = first_error or problem
+        pending.append(entry.target)
+    # Nothing is visible: report why the newest could not be read (real damage shows here).
+    assert first_error is not None
+    raise first_error
+
+
+def _visibility_problem(repo: Repository, commit_id: ObjectId, written_ns: int) -> CasError | None:
+    """Why a version cannot be read yet (its objects not all visible), or None.
+
+    DriveFS uploads files in its own order, after the writer has moved on, so another
+    machine may see a ref entry before the commit, trees or packs it reaches. The commit
+    and root tree are always checked; for an entry younger than :data:`RECENT_NS` every
+    pack the version needs is checked too.
+    """
+    seen_key = f"visible/{commit_id.hex()}"
+    if repo.cache.has(seen_key):
+        return None  # checked whole before, on this machine
+    try:
+        commit = repo.load_commit(commit_id)
+        if time.time_ns() - written_ns > RECENT_NS:
+            repo.load_tree(commit.tree, at_root=True)
+            return None
+        packs: set[ObjectId] = set()
+        for _path, e in iter_tree(repo, commit.tree):
+            for c in e.chunks:
+                loc = repo.locate(c.chunk_id)
+                if loc is None:
+                    raise MissingDataError(f"chunk {c.chunk_id.hex()} is in no indexed pack yet")
+                packs.add(loc.pack_id)
+        for pid in packs:
+            if not repo.has_pack(pid):
+                raise MissingDataError(f"pack {pid.hex()} is not on the store yet")
+    except (ObjectNotFoundError, MissingDataError, HashMismatchError, ShortReadError) as exc:
+        return exc
+    repo.cache.put(seen_key, b"")
+    return None
 
 
 def resolve_ref(repo: Repository, ref: str) -> Resolved:
@@ -72,19 +134,19 @@ def resolve_ref(repo: Repository, ref: str) -> Resolved:
     ref = ref.strip()
     if ref == "HEAD":
         branch = default_branch(repo)
-        found = _from_state(repo.refs.state(f"heads/{branch}"), "branch", branch)
+        found = _from_state(repo, repo.refs.state(f"heads/{branch}"), "branch", branch)
         if found is None:
             raise RefNotFoundError(ref)
         return found
     if ref.startswith(("tags/", "heads/")):
         kind = "tag" if ref.startswith("tags/") else "branch"
-        found = _from_state(repo.refs.state(ref), kind, ref.partition("/")[2])
+        found = _from_state(repo, repo.refs.state(ref), kind, ref.partition("/")[2])
         if found is None:
             raise RefNotFoundError(ref)
         return found
     for kind, prefix in (("tag", "tags/"), ("branch", "heads/")):
         try:
-            found = _from_state(repo.refs.state(prefix + ref), kind, ref)
+            found = _from_state(repo, repo.refs.state(prefix + ref), kind, ref)
         except ValueError:
             found = None
         if found is not None:

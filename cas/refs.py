@@ -73,6 +73,28 @@ class RefState:
     heads: tuple[Head, ...]
     entries: int
     unreadable: tuple[str, ...] = ()
+    by_key: dict[str, Head] = field(default_factory=dict, compare=False, repr=False)
+
+    def candidates(self) -> list[Head]:
+        """Every entry, newest first along the history: heads, then what they superseded.
+
+        A reader that cannot see all of a head's objects yet (Drive uploads in its own
+        order) falls back along this list to the newest entry that it can see.
+        """
+        out: list[Head] = []
+        seen: set[str] = set()
+        frontier = sorted(self.heads, key=lambda h: (h.entry.time_ns, h.seq), reverse=True)
+        while frontier:
+            h = frontier.pop(0)
+            if h.key in seen:
+                continue
+            seen.add(h.key)
+            out.append(h)
+            older = [self.by_key[k] for k in h.entry.prev if k in self.by_key]
+            frontier = sorted(
+                [*frontier, *older], key=lambda x: (x.entry.time_ns, x.seq), reverse=True
+            )
+        return out
 
     @property
     def exists(self) -> bool:
@@ -169,8 +191,9 @@ class RefStore:
             else:
                 entries[key] = (seq, e)
         superseded = {p for _s, e in entries.values() for p in e.prev}
-        heads = tuple(Head(k, s, e) for k, (s, e) in sorted(entries.items()) if k not in superseded)
-        return RefState(ref, heads, len(entries), tuple(unreadable))
+        by_key = {k: Head(k, s, e) for k, (s, e) in sorted(entries.items())}
+        heads = tuple(h for k, h in by_key.items() if k not in superseded)
+        return RefState(ref, heads, len(entries), tuple(unreadable), by_key)
 
     def state(self, ref: str) -> RefState:
         """The current state of one ref (``heads/x``, ``tags/x`` or ``HEAD``)."""

@@ -317,6 +317,17 @@ class Repository:
             return False
         return True
 
+    def has_pack(self, pack_id: ObjectId) -> bool:
+        """True when the pack is on the store (or cached whole, hence verified)."""
+        key = pack_key(pack_id)
+        if self.cache.has(key):
+            return True
+        try:
+            self.backend.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
     def iter_commit_ids(self) -> Iterator[ObjectId]:
         """Every commit on the remote (unordered)."""
         for info in self.backend.list(COMMITS):

@@ -44,9 +44,17 @@ def checkout(opts: Options, ref: str, paths: tuple[str, ...], force: bool) -> No
                 "bytes_from_worktree": s.bytes_from_worktree,
                 "bytes_from_cache": s.bytes_from_cache,
                 "bytes_fetched": s.bytes_fetched,
+                "pending": list(res.pending),
             }
         )
         return
+    if res.pending:
+        note(
+            f"note: {ref} has newer versions whose data is not all on the store yet "
+            f"({', '.join(c.short for c in res.pending)}): an upload is still in progress "
+            "elsewhere (on Colab: drive.flush_and_unmount() there); checked out the newest "
+            "complete one"
+        )
     where = f"branch {res.branch}" if res.branch else f"{ref} (detached)"
     echo(f"Checked out {where} at {res.commit_id.short}")
     if not opts.quiet:
