@@ -308,3 +308,80 @@ def test_translate_os_error(code: int | None, cls: type[Exception], transient: b
         assert "read packs/ab/cd" in str(out)
     else:
         assert out.key == "packs/ab/cd"  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------- other calls
+
+
+def test_read_of_an_unreachable_mount_is_transient(
+    backend: LocalDirBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.write("k", b"x")
+
+    def broken_open(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(local_module, "open", broken_open, raising=False)
+    with pytest.raises(BackendUnavailableError, match="did not answer while trying to read k"):
+        backend.read("k")
+    with pytest.raises(BackendUnavailableError):
+        backend.read_range("k", 0, 1)
+
+
+def test_list_of_an_unreachable_mount_is_transient(
+    backend: LocalDirBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.write("packs/ab/x", b"x")
+
+    def scandir(path: Any) -> Any:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(local_module.os, "scandir", scandir)
+    with pytest.raises(BackendUnavailableError, match="list packs/"):
+        list(backend.list("packs/"))
+
+
+def test_list_skips_a_file_removed_while_listing(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.write("a/gone", b"x")
+    backend.write("a/kept", b"y")
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        entries = list(real_scandir(path))
+        gone = root / "a" / "gone"
+        if gone.exists() and any(e.name == "gone" for e in entries):
+            gone.unlink()  # vanishes between the directory read and the stat
+        return iter(entries)
+
+    monkeypatch.setattr(local_module.os, "scandir", scandir)
+    assert [i.key for i in backend.list("a/")] == ["a/kept"]
+
+
+def test_delete_refused_by_the_filesystem(
+    backend: LocalDirBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.write("k", b"x")
+
+    def unlink(path: Any) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(local_module.os, "unlink", unlink)
+    with pytest.raises(PermissionDeniedError, match="delete k"):
+        backend.delete("k")
+
+
+def test_create_only_link_failing_for_another_reason(
+    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def link(src: Any, dst: Any) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(local_module.os, "link", link)
+    with pytest.raises(BackendUnavailableError):
+        backend.write("k", b"x", if_absent=True)
+    monkeypatch.undo()
+    assert _temp_files(root) == []
+    with pytest.raises(ObjectNotFoundError):
+        backend.read("k")

@@ -25,7 +25,7 @@ from cas.errors import (
 )
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
-from cas.index import decode_segment
+from cas.index import ChunkIndex, decode_segment
 from cas.layout import CONFIG_KEY, INDEX, PACKS, commit_key, pack_key, parse_object_key
 from cas.objects import Commit, EntryKind, Tree, TreeEntry
 from cas.packs import KIND_CHUNK, read_pack_entries
@@ -323,6 +323,46 @@ def test_damaged_cached_pack_is_dropped_and_fetched_again(
 
     assert repo.read_blob(ids[1]) == blobs[1]
     assert not repo.cache.has(key)
+
+
+def test_fetch_pack_returns_damaged_packs_too(backend: RecordingBackend, tmp_path: Path) -> None:
+    """Repair and checkout use the blobs of a damaged pack that still verify."""
+    _create(backend)
+    repo = _open(backend, cache_root=tmp_path / "cache")
+    ids = _store(repo, _blobs(4))
+    loc = repo.load_index().lookup(ids[0])
+    assert loc is not None
+    data, intact = repo.fetch_pack(loc.pack_id)
+    assert intact
+    assert hash_bytes(data) == loc.pack_id
+    assert repo.cache.has(pack_key(loc.pack_id))
+
+    repo.cache.evict(pack_key(loc.pack_id))
+    _flip_stored_byte(backend, repo, ids[0])
+    data, intact = repo.fetch_pack(loc.pack_id)
+    assert not intact
+    assert data == backend.read(pack_key(loc.pack_id))
+    assert not repo.cache.has(pack_key(loc.pack_id))  # never cache what does not verify
+
+
+def test_replace_index(backend: RecordingBackend) -> None:
+    repo = _create(backend)
+    ids = _store(repo, _blobs(2))
+    rebuilt = ChunkIndex()
+    repo.replace_index(rebuilt)
+    assert repo.load_index() is rebuilt
+    assert ids[0] not in repo.load_index()
+
+
+def test_damaged_cached_commit_is_read_again(backend: RecordingBackend, tmp_path: Path) -> None:
+    _create(backend)
+    repo = _open(backend, cache_root=tmp_path / "cache")
+    commit = Commit(hash_bytes(b"tree"), (), "cached", "me", 1)
+    commit_id = repo.save_commit(commit)
+    assert repo.cache.get(commit_key(commit_id)) is not None
+    repo.cache.put(commit_key(commit_id), b"damaged")
+    assert repo.load_commit(commit_id) == commit
+    assert repo.cache.get(commit_key(commit_id)) == backend.read(commit_key(commit_id))
 
 
 # ---------------------------------------------------------------------------- trees, commits
