@@ -15,11 +15,14 @@ The folder looks like a Colab ``/content/_assets``::
     data/train/class_07/img_00042.jpg     small files in class sub-folders (≈90 %)
     data/val/class_03/img_00007.jpg       (≈10 %)
     data/corpus/part-0000.jsonl           jsonl text
+    data/corpus/_SUCCESS                  an empty file
+    data/labels/übersicht 2024.csv        a name with a space and non-ASCII letters
     models/base/model.safetensors         8-byte LE header length + JSON header + f16 bytes
     models/base/config.json, tokenizer.json
     models/current -> base                relative symlink to a folder inside the tree
     configs/train.yaml, configs/eval.yaml
     configs/latest.yaml -> train.yaml     relative symlink to a file
+    models/previous -> base-old           dangling relative symlink
     configs/nested/deep/er/params.toml    nested folders
     scripts/run.sh                        mode 0o755
     secrets/token.txt                     mode 0o600
@@ -253,7 +256,14 @@ def generate_assets(root: str | os.PathLike[str], spec: AssetSpec, *, seed: int)
     _write(root, "secrets/token.txt", b"not-a-real-token\n", info, 0o600)
     info.executables.append("scripts/run.sh")
 
-    for rel, target in (("models/current", "base"), ("configs/latest.yaml", "train.yaml")):
+    _write(root, "data/corpus/_SUCCESS", b"", info)  # an empty file
+    _write(root, "data/labels/übersicht 2024.csv", b"class,count\ncat,3\n", info)
+    links = (
+        ("models/current", "base"),  # to a folder inside the tree
+        ("configs/latest.yaml", "train.yaml"),  # to a file
+        ("models/previous", "base-old"),  # dangling
+    )
+    for rel, target in links:
         os.symlink(target, root / rel)
         info.symlinks[rel] = target
     (root / "outputs/empty_run").mkdir(parents=True)

@@ -106,7 +106,7 @@ def flip_byte(path: Path, offset: int) -> bytes:
     data = path.read_bytes()
     damaged = bytearray(data)
     damaged[offset] ^= 0xFF
-    path.write_bytes(bytes(damaged))
+    replace_bytes(path, bytes(damaged))
     return data
 
 
@@ -179,9 +179,20 @@ def encoded_tree_size(tree: Tree) -> int:
 
 
 def copy_store(src: Path, dest: Path) -> Path:
-    """A private copy of a store folder."""
-    shutil.copytree(src, dest, symlinks=True)
+    """A private copy of a store folder.
+
+    Files are hard links (fast): stored objects are never changed in place, and the
+    helpers that damage a store (:func:`replace_bytes`) write a new file.
+    """
+    shutil.copytree(src, dest, symlinks=True, copy_function=os.link)
     return dest
+
+
+def replace_bytes(path: Path, data: bytes) -> None:
+    """Give ``path`` new content as a new file (never through a shared hard link)."""
+    tmp = path.with_name(path.name + ".replacing")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def replace_entry(entry: TreeEntry, **changes: object) -> TreeEntry:

@@ -38,6 +38,7 @@ from tests.repository.repo_support import (
     flip_byte,
     open_store,
     pack_file,
+    replace_bytes,
     store_tree,
     symlink_entry,
     tree_of,
@@ -118,7 +119,8 @@ def _small_file_chunk(store: Path, built: Built, ref: str = "v2"):
     return path, loc, pack_file(store, loc.pack_id)
 
 
-def test_flipped_byte_in_a_pack_fresh_clone(built: Built, store: Path, tmp_path: Path):
+def test_flipped_byte_in_a_pack_fresh_clone(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
     flip_byte(pack, loc.offset + loc.stored_len // 2)
     fresh = _empty_folder(tmp_path / "fresh")
@@ -129,7 +131,8 @@ def test_flipped_byte_in_a_pack_fresh_clone(built: Built, store: Path, tmp_path:
     _assert_left_empty(fresh)
 
 
-def test_corrupt_pack_fetched_whole_names_the_files(built: Built, store: Path, tmp_path: Path):
+def test_corrupt_pack_fetched_whole_names_the_files(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
     flip_byte(pack, loc.offset + loc.stored_len // 2)
     with pytest.raises(IntegrityError) as exc:
@@ -138,9 +141,10 @@ def test_corrupt_pack_fetched_whole_names_the_files(built: Built, store: Path, t
 
 
 def test_flipped_byte_in_a_needed_range_names_pack_and_file(
-    built: Built, store: Path, tmp_path: Path
+    mini: Built, mini_store: Path, tmp_path: Path
 ):
     """One small file missing locally, no cached packs: its chunk is read as a range."""
+    built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
     wt = tmp_path / "wt"
     clone(store, wt, "v2").close()
@@ -173,28 +177,30 @@ def test_flipped_byte_never_reaches_an_existing_file(built: Built, store: Path, 
         with untouched(store, wt), pytest.raises(IntegrityError):
             repo.checkout("v2")
         assert_same_tree(built.snap1, wt)
-        pack_file(store, loc.pack_id).write_bytes(original)
+        replace_bytes(pack_file(store, loc.pack_id), original)
         repo.checkout("v2")
     assert_same_tree(built.snap2, wt)
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.05])
-def test_truncated_pack_fresh_clone(built: Built, store: Path, tmp_path: Path, keep: float):
+def test_truncated_pack_fresh_clone(mini: Built, mini_store: Path, tmp_path: Path, keep: float):
+    built, store = mini, mini_store
     _path, _loc, pack = _small_file_chunk(store, built)
     data = pack.read_bytes()
-    pack.write_bytes(data[: int(len(data) * keep)])
+    replace_bytes(pack, data[: int(len(data) * keep)])
     fresh = _empty_folder(tmp_path / "fresh")
     with untouched(store), pytest.raises(IntegrityError):
         clone(store, fresh, "v2")
     _assert_left_empty(fresh)
 
 
-def test_truncated_pack_range_read(built: Built, store: Path, tmp_path: Path):
+def test_truncated_pack_range_read(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
     wt = tmp_path / "wt"
     clone(store, wt, "v2").close()
     (wt / path).unlink()
-    pack.write_bytes(pack.read_bytes()[: loc.offset + 1])
+    replace_bytes(pack, pack.read_bytes()[: loc.offset + 1])
     with (
         cas.open(wt, cache_dir=tmp_path / "empty-cache", progress=False) as repo,
         untouched(store, wt),
@@ -204,9 +210,10 @@ def test_truncated_pack_range_read(built: Built, store: Path, tmp_path: Path):
     assert not (wt / path).exists()
 
 
-def test_damaged_cached_pack_is_refetched(built: Built, store: Path, tmp_path: Path):
+def test_damaged_cached_pack_is_refetched(mini: Built, mini_store: Path, tmp_path: Path):
     """The local cache is only an accelerator: a damaged cached pack is dropped and the
     chunk read from the store."""
+    built, store = mini, mini_store
     path, loc, _pack = _small_file_chunk(store, built)
     wt = tmp_path / "wt"
     cache = tmp_path / "cache"
@@ -449,7 +456,8 @@ def test_tracked_folder_replaced_by_a_symlink_is_restored_with_force(
 # ---------------------------------------------------------------------------- dirty worktree
 
 
-def test_dirty_worktree_refuses_then_force_proceeds(built: Built, store: Path, tmp_path: Path):
+def test_dirty_worktree_refuses_then_force_proceeds(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     wt = tmp_path / "wt"
     added = sorted(built.mutation.added)[0]
     with clone(store, wt, "v1") as repo:
@@ -468,7 +476,8 @@ def test_dirty_worktree_refuses_then_force_proceeds(built: Built, store: Path, t
     assert_same_tree(built.snap2, wt)
 
 
-def test_deleted_file_is_not_a_conflict(built: Built, store: Path, tmp_path: Path):
+def test_deleted_file_is_not_a_conflict(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "v1") as repo:
         (wt / "README.md").unlink()
@@ -476,7 +485,8 @@ def test_deleted_file_is_not_a_conflict(built: Built, store: Path, tmp_path: Pat
     assert_same_tree(built.snap2, wt)
 
 
-def test_clone_into_a_folder_with_conflicting_files(built: Built, store: Path, tmp_path: Path):
+def test_clone_into_a_folder_with_conflicting_files(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     dest = _empty_folder(tmp_path / "dest")
     (dest / "README.md").write_bytes(b"mine\n")
     with untouched(store), pytest.raises(DirtyWorktreeError):
@@ -493,7 +503,7 @@ def test_clone_into_a_folder_with_conflicting_files(built: Built, store: Path, t
 def _rewrite_config(store: Path, **changes: object) -> None:
     path = store / "config"
     config = decode_config(path.read_bytes())
-    path.write_bytes(encode_config(dataclasses.replace(config, **changes)))  # type: ignore[arg-type]
+    replace_bytes(path, encode_config(dataclasses.replace(config, **changes)))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("changes", [{"format_version": 2}, {"mandatory_features": ("zz-future",)}])
@@ -511,7 +521,8 @@ def test_store_of_a_newer_format(mini_store: Path, tmp_path: Path, changes):
     _assert_left_empty(fresh)
 
 
-def test_optional_unknown_feature_is_fine(built: Built, store: Path, tmp_path: Path):
+def test_optional_unknown_feature_is_fine(mini: Built, mini_store: Path, tmp_path: Path):
+    built, store = mini, mini_store
     _rewrite_config(store, optional_features=("zz-nice-to-have",))
     clone(store, tmp_path / "wt", "v2").close()
     assert_same_tree(built.snap2, tmp_path / "wt")

@@ -51,7 +51,8 @@ def _expected_changes(a: dict[str, Node], b: dict[str, Node]) -> set[tuple[str, 
 # ---------------------------------------------------------------------------- status, diff
 
 
-def test_status_reports_added_modified_deleted_with_sizes(built: Built, store: Path, tmp_path):
+def test_status_reports_added_modified_deleted_with_sizes(mini: Built, mini_store: Path, tmp_path):
+    built, store = mini, mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "main") as repo:
         st = repo.status()
@@ -77,7 +78,8 @@ def test_status_reports_added_modified_deleted_with_sizes(built: Built, store: P
     assert set(st.deleted) == {(gone, gone_size)}
 
 
-def test_diff_between_versions_and_against_the_worktree(built: Built, store: Path, tmp_path):
+def test_diff_between_versions_and_against_the_worktree(mini: Built, mini_store: Path, tmp_path):
+    built, store = mini, mini_store
     expected = _expected_changes(built.snap1, built.snap2)
     assert ("outputs/empty_next", "added") in expected
     assert ("scripts/run.sh", "modified") in expected  # mode only
@@ -93,6 +95,26 @@ def test_diff_between_versions_and_against_the_worktree(built: Built, store: Pat
         # The worktree (at v2) against v1 shows the same changes; against its base, none.
         assert {(c.path, c.status) for c in repo.diff("v1")} == expected
         assert repo.diff() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: api.Repo.diff(a) (worktree, via Repo._compare) and diff(a, b) (history."
+    "diff_trees) disagree: new non-empty folders are listed only by diff_trees, and a file "
+    "replaced by a folder is 'modified' in one and 'deleted'+'added' in the other",
+)
+def test_worktree_diff_agrees_with_the_diff_of_its_commit(mini_store: Path, tmp_path):
+    wt = tmp_path / "wt"
+    with clone(mini_store, wt, "main") as repo:
+        (wt / "newdir" / "sub").mkdir(parents=True)
+        (wt / "newdir" / "sub" / "f.txt").write_bytes(b"f\n")
+        (wt / "README.md").unlink()
+        (wt / "README.md").mkdir()
+        (wt / "README.md" / "inner").write_bytes(b"i\n")
+        before_commit = sorted((c.path, c.status) for c in repo.diff("v2"))
+        repo.commit("v3", tag="v3")
+        assert sorted((c.path, c.status) for c in repo.diff("v2", "v3")) == before_commit
 
 
 # ---------------------------------------------------------------------------- log, show
@@ -246,7 +268,8 @@ def _class_dir(built: Built, *, with_deleted: bool) -> str:
     return next(d for d in dirs if (d in deleted) == with_deleted)
 
 
-def test_checkout_of_some_paths(built: Built, store: Path, tmp_path):
+def test_checkout_of_some_paths(mini: Built, mini_store: Path, tmp_path):
+    built, store = mini, mini_store
     wt = tmp_path / "wt"
     scope = [_class_dir(built, with_deleted=False), built.info.large]
     with clone(store, wt, "main") as repo:
@@ -269,7 +292,8 @@ def test_checkout_of_some_paths(built: Built, store: Path, tmp_path):
             repo.checkout("v1", paths=["/etc"])
 
 
-def test_partial_checkout_can_be_undone_without_force(built: Built, store: Path, tmp_path):
+def test_partial_checkout_can_be_undone_without_force(mini: Built, mini_store: Path, tmp_path):
+    built, store = mini, mini_store
     scope = [built.info.large]
     with clone(store, tmp_path / "wt", "main") as repo:
         repo.checkout("v1", paths=scope)
@@ -285,8 +309,9 @@ def test_partial_checkout_can_be_undone_without_force(built: Built, store: Path,
     "checkout('v2', paths=[L]) although that target is committed in v1",
 )
 def test_partial_checkout_of_a_symlink_can_be_undone_without_force(
-    built: Built, store: Path, tmp_path
+    mini: Built, mini_store: Path, tmp_path
 ):
+    built, store = mini, mini_store
     link = "configs/latest.yaml"
     assert built.snap1[link].content != built.snap2[link].content
     wt = tmp_path / "wt"
@@ -297,7 +322,10 @@ def test_partial_checkout_of_a_symlink_can_be_undone_without_force(
         assert repo.status().clean
 
 
-def test_partial_checkout_back_removes_what_the_version_lacks(built: Built, store: Path, tmp_path):
+def test_partial_checkout_back_removes_what_the_version_lacks(
+    mini: Built, mini_store: Path, tmp_path
+):
+    built, store = mini, mini_store
     folder = _class_dir(built, with_deleted=True)
     wt = tmp_path / "wt"
     with clone(store, wt, "main") as repo:
@@ -310,7 +338,8 @@ def test_partial_checkout_back_removes_what_the_version_lacks(built: Built, stor
 # ---------------------------------------------------------------------------- .casignore
 
 
-def test_casignore_is_respected(built: Built, store: Path, tmp_path):
+def test_casignore_is_respected(mini: Built, mini_store: Path, tmp_path):
+    built, store = mini, mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "main") as repo:
         (wt / ".casignore").write_text("*.tmp\nscratch/\n")
@@ -384,7 +413,8 @@ def test_checkout_takes_chunks_from_the_worktree(built: Built, store: Path, tmp_
 # ---------------------------------------------------------------------------- the local cache
 
 
-def test_deleting_the_local_cache_loses_nothing(built: Built, store: Path, tmp_path):
+def test_deleting_the_local_cache_loses_nothing(mini: Built, mini_store: Path, tmp_path):
+    built, store = mini, mini_store
     wt = tmp_path / "wt"
     cache = tmp_path / "cache"
     clone(store, wt, "main", cache_dir=cache).close()
