@@ -109,9 +109,11 @@ def test_empty_store_then_first_commits(tmp_path: Path):
         (first / "b.txt").write_bytes(b"b\n")
         with pytest.raises(RefConflictError):
             repo.commit("also a first commit")
+        assert (first / "b.txt").read_bytes() == b"b\n"
+        assert repo.head.commit is None
         repo.checkout("main", force=True)
         assert (first / "a.txt").read_bytes() == b"a\n"
-        assert (first / "b.txt").exists()  # untracked: kept
+        assert repo.head.commit == repo.resolve("main")
 
 
 def test_empty_folder_commit_and_clone(tmp_path: Path):
