@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import time
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import cas
 from cas.api import CommitResult, Repo
-from cas.codec import encode_tree
 from cas.compression import compress
 from cas.hashing import hash_bytes
 from cas.history import flatten_tree, iter_tree, resolve_ref
@@ -85,8 +83,7 @@ def open_store(store: Path) -> Repository:
 def file_entry_at(r: Repository, ref: str, path: str) -> TreeEntry:
     """The tree entry of ``path`` in version ``ref``."""
     tree = r.load_commit(resolve_ref(r, ref).commit_id).tree
-    entry = flatten_tree(r, tree)[path]
-    return entry
+    return flatten_tree(r, tree)[path]
 
 
 def chunk_location(r: Repository, chunk_id: bytes) -> BlobLocation:
@@ -173,11 +170,6 @@ def tree_of(*entries: TreeEntry, sort: bool = True) -> Tree:
     return Tree(tuple(rows))
 
 
-def encoded_tree_size(tree: Tree) -> int:
-    """Bytes of a tree as stored (before compression)."""
-    return len(encode_tree(tree))
-
-
 def copy_store(src: Path, dest: Path) -> Path:
     """A private copy of a store folder.
 
@@ -193,11 +185,6 @@ def replace_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".replacing")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def replace_entry(entry: TreeEntry, **changes: object) -> TreeEntry:
-    """``dataclasses.replace`` for a tree entry."""
-    return dataclasses.replace(entry, **changes)  # type: ignore[arg-type]
 
 
 def tree_bytes_of_version(repo: Repo, ref: str) -> int:

@@ -26,6 +26,7 @@ from cas.errors import (
 from cas.hashing import hash_bytes
 from cas.layout import commit_key
 from cas.objects import Tree
+from cas.repository import Repository
 from tests.assets import assert_same_tree
 from tests.repository.repo_support import (
     Built,
@@ -159,7 +160,8 @@ def test_flipped_byte_in_a_needed_range_names_pack_and_file(
     assert loc.pack_id.hex() in str(exc.value)
     assert path in str(exc.value)
     assert not (wt / path).exists()
-    assert not os.listdir(wt / ".cas" / "tmp") if (wt / ".cas" / "tmp").exists() else True
+    staging = wt / ".cas" / "tmp"
+    assert not staging.exists() or not os.listdir(staging)  # no half-staged files left
 
 
 def test_flipped_byte_never_reaches_an_existing_file(built: Built, store: Path, tmp_path: Path):
@@ -261,7 +263,7 @@ HOSTILE_NAMES = {
 }
 
 
-def _hostile_root(r, name: str, *, nested: bool) -> Tree:
+def _hostile_root(r: Repository, name: str, *, nested: bool) -> Tree:
     evil = file_entry(name, PAYLOAD)
     ok = file_entry("ok.txt", b"fine\n")
     if not nested:
