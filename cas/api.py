@@ -59,7 +59,7 @@ from cas.repository import Repository
 from cas.store import open_backend
 from cas.usage import UsageReport, measure_usage
 from cas.verify import VerifyReport, verify_store
-from cas.worktree import Worktree, WorktreeHead
+from cas.worktree import LocalEntry, Worktree, WorktreeHead
 
 __all__ = [
     "BranchInfo",
@@ -468,6 +468,21 @@ class Repo:
         with self.worktree.lock():
             self._recover()
             head = self.worktree.read_head()
+            if (
+                not paths
+                and not force
+                and head.commit == resolved.commit_id
+                and resolved.kind == "branch"
+                and resolved.name != head.branch
+            ):
+                # A switch to another branch at the same version (say, one just made with
+                # `cas branch NAME`): no file needs to change, so uncommitted edits are
+                # carried over to it, as git does.
+                branch = resolved.name
+                self.worktree.write_head(WorktreeHead(branch, resolved.commit_id))
+                return CheckoutResult(
+                    resolved.commit_id, ref, branch, CheckoutStats(), resolved.pending
+                )
             base_tree = repo.load_commit(head.commit).tree if head.commit else None
             stat_cache = self.worktree.load_stat_cache()
             plan = plan_checkout(
@@ -490,8 +505,11 @@ class Repo:
                 workers=repo.backend.capabilities.max_connections,
             )
             if not paths:
-                branch = resolved.name if resolved.kind == "branch" else None
-                self.worktree.write_head(WorktreeHead(branch, resolved.commit_id))
+                self.worktree.write_head(
+                    WorktreeHead(
+                        resolved.name if resolved.kind == "branch" else None, resolved.commit_id
+                    )
+                )
             self.worktree.save_stat_cache(stat_cache)
         return CheckoutResult(
             resolved.commit_id,
@@ -540,15 +558,21 @@ class Repo:
         local = self.worktree.scan()
         chunker = Chunker(self.repository.config.chunker)
         added, modified, deleted = [], [], []
+
+        def has_children(tree: dict[str, TreeEntry] | dict[str, LocalEntry], path: str) -> bool:
+            return any(p.startswith(path + "/") for p in tree)
+
+        # Same rules as history.diff_trees: files and symlinks; a folder only when empty.
         for path, e in sorted(local.items()):
             b = base.get(path)
+            b_dir = b is not None and b.kind == EntryKind.DIR
+            if b is not None and not b_dir and e.kind == EntryKind.DIR:
+                deleted.append((path, b.size))
             if e.kind == EntryKind.DIR:
-                if b is not None and b.kind != EntryKind.DIR:
-                    modified.append((path, 0))
-                elif b is None and not any(p.startswith(path + "/") for p in local):
-                    added.append((path, 0))  # a new empty folder
+                if not b_dir and not has_children(local, path):
+                    added.append((path, 0))
                 continue
-            if b is None:
+            if b is None or b_dir:
                 added.append((path, e.size))
             elif b.kind != e.kind or b.mode != e.mode:
                 modified.append((path, e.size))
@@ -561,11 +585,11 @@ class Repo:
             ):
                 modified.append((path, e.size))
         for path, b in sorted(base.items()):
-            if path in local:
-                continue
+            now = local.get(path)
             if b.kind != EntryKind.DIR:
-                deleted.append((path, b.size))
-            elif not any(p.startswith(path + "/") for p in base):
+                if now is None:
+                    deleted.append((path, b.size))
+            elif (now is None or now.kind != EntryKind.DIR) and not has_children(base, path):
                 deleted.append((path, 0))
         self.worktree.save_stat_cache(stat_cache)
         return added, modified, deleted

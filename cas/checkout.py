@@ -6,7 +6,8 @@ Two steps, as in ``plan → apply``:
   what is on disk, and decides per path: write, fix metadata only, create a directory,
   delete, or leave alone. A path whose current content is neither in the base version
   nor equal to the target is a *conflict*: checkout refuses (invariant 7) unless forced.
-  Untracked files that the target does not name are left alone.
+  Paths the target lacks are removed, so the folder is exactly the version; only files
+  matched by ``.casignore`` are never touched.
 * :func:`apply_checkout` stages every new file under ``.cas/tmp`` (same filesystem),
   taking chunks first from files already in the worktree, then from the local cache,
   then from the remote — planned per pack: a whole pack when most of it is needed,
@@ -170,16 +171,18 @@ def plan_checkout(
         if b is not None and b.kind == e.kind:
             if e.kind == EntryKind.DIR:
                 return True
-            if e.kind == EntryKind.SYMLINK:
-                return b.target == e.target
-            if b.size == e.size and content(e).oid == b.oid:
+            if e.kind == EntryKind.SYMLINK and b.target == e.target:
                 return True
-        if e.kind != EntryKind.FILE:
+            if e.kind == EntryKind.FILE and b.size == e.size and content(e).oid == b.oid:
+                return True
+        if e.kind == EntryKind.DIR:
             return False
         # Not the base version's content: it may still be in another commit (say, a
         # version checked out for these paths only). Only then is it safe to replace.
         if committed is None:
             committed = committed_file_ids(repo)
+        if e.kind == EntryKind.SYMLINK:
+            return hash_bytes(os.fsencode(e.target)) in committed
         return content(e).oid in committed
 
     for path in sorted(target.keys() | local.keys()):
@@ -210,13 +213,12 @@ def plan_checkout(
                 plan.writes.append(path)
         elif t is not None:
             (plan.mkdirs if t.kind == EntryKind.DIR else plan.writes).append(path)
-        elif lo is not None and path in base:
-            if not clean(lo):
+        elif lo is not None and _in_scope(path, scopes):
+            # The version lacks it: it goes, so that the folder is exactly the version.
+            # Content that is in no commit (new work) is a conflict unless forced. A
+            # folder is removed only once empty; ignored files (.casignore) keep theirs.
+            if lo.kind != EntryKind.DIR and not clean(lo):
                 plan.conflicts.append(path)
-            plan.deletes.append(path)
-        elif lo is not None and scopes is not None and lo.kind == EntryKind.FILE and clean(lo):
-            # Checking out paths makes them equal to the version: a file there that the
-            # version lacks goes, if it is committed somewhere (else it is new work: kept).
             plan.deletes.append(path)
     # Files that are not ours to delete but sit inside a directory we must replace.
     doomed_dirs = [p for p in plan.deletes if local[p].kind == EntryKind.DIR]
@@ -594,7 +596,7 @@ def _put_in_place(wt: Worktree, plan: CheckoutPlan, stager: _Stager) -> None:
             except OSError as exc:
                 if exc.errno != errno.ENOTEMPTY:
                     raise
-                log.warning("kept %s: it still holds untracked files", path)
+                log.warning("kept folder %s: it holds files ignored by .casignore", path)
     for path in sorted(plan.mkdirs, key=lambda p: p.count("/")):
         _check_dir_chain(root, path + "/x", verified)
         p = root / path
@@ -624,7 +626,7 @@ def _put_in_place(wt: Worktree, plan: CheckoutPlan, stager: _Stager) -> None:
         try:
             os.replace(tmp, root / path)
         except IsADirectoryError:
-            raise UnsafePathError(path, "a directory with untracked files is in the way") from None
+            raise UnsafePathError(path, "a folder holding ignored files is in the way") from None
     for path in plan.meta_only:
         t = plan.target[path]
         if t.kind == EntryKind.FILE:

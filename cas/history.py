@@ -214,7 +214,9 @@ def diff_trees(
 ) -> list[Change]:
     """What changed from tree ``old`` to tree ``new`` (None is an empty tree).
 
-    Sub-trees with the same id are skipped without being read.
+    Files and symlinks are reported; a folder is reported only when it is empty (its
+    appearing or going is otherwise seen through its contents). A file replaced by a
+    folder is a deletion plus additions. Sub-trees with the same id are not read.
     """
     if old == new:
         return []
@@ -226,29 +228,44 @@ def diff_trees(
         ea, eb = a.get(name), b.get(name)
         a_dir = ea is not None and ea.kind == EntryKind.DIR
         b_dir = eb is not None and eb.kind == EntryKind.DIR
-        if ea is not None and eb is not None and same_content(ea, eb):
-            continue
-        if ea is not None and not a_dir and (eb is None or b_dir):
-            changes.append(Change(path, "deleted", ea, None))
-        if eb is not None and not b_dir and (ea is None or a_dir):
-            changes.append(Change(path, "added", None, eb))
         if ea is not None and eb is not None and not a_dir and not b_dir:
-            changes.append(Change(path, "modified", ea, eb))
+            if not same_content(ea, eb):
+                changes.append(Change(path, "modified", ea, eb))
+            continue
+        if ea is not None and not a_dir:
+            changes.append(Change(path, "deleted", ea, None))
+        if eb is not None and not b_dir:
+            changes.append(Change(path, "added", None, eb))
         if a_dir or b_dir:
-            if a_dir and not b_dir and ea is not None:
+            old_sub = ea.oid if a_dir and ea is not None else None
+            new_sub = eb.oid if b_dir and eb is not None else None
+            if (
+                old_sub is not None
+                and new_sub is None
+                and ea is not None
+                and _is_empty(repo, old_sub)
+            ):
                 changes.append(Change(path, "deleted", ea, None))
-            if b_dir and not a_dir and eb is not None:
+            if (
+                new_sub is not None
+                and old_sub is None
+                and eb is not None
+                and _is_empty(repo, new_sub)
+            ):
                 changes.append(Change(path, "added", None, eb))
-            changes.extend(
-                diff_trees(
-                    repo, ea.oid if a_dir and ea else None, eb.oid if b_dir and eb else None, path
-                )
-            )
+            changes.extend(diff_trees(repo, old_sub, new_sub, path))
     return changes
 
 
+def _is_empty(repo: Repository, tree_id: ObjectId) -> bool:
+    return not repo.load_tree(tree_id).entries
+
+
 def committed_file_ids(repo: Repository) -> set[bytes]:
-    """The ids of every file content in any version a ref (or its history) reaches."""
+    """The ids of every file content and symlink target in any version a ref reaches.
+
+    A ref's whole history counts, not only its current head.
+    """
     starts: list[ObjectId] = []
     for ref in repo.refs.all_states():
         if ref != "HEAD":
@@ -265,8 +282,8 @@ def committed_file_ids(repo: Repository) -> set[bytes]:
             for e in repo.load_tree(tid, at_root=root).entries:
                 if e.kind == EntryKind.DIR:
                     stack.append((e.oid, False))
-                elif e.kind == EntryKind.FILE:
-                    ids.add(e.oid)
+                else:
+                    ids.add(e.oid)  # a file's content id, or a symlink's target id
     return ids
 
 

@@ -267,8 +267,8 @@ def commit_snapshot(
         raise RefConflictError(
             f"branch {branch!r} moved to {current.short if current else 'nothing'} "
             f"since this worktree's version {parents[0].short if parents else '(none)'}",
-            hint="another writer committed; see `cas log`, then `cas checkout --force "
-            f"{branch}` or commit to a new branch with `cas branch NAME`",
+            hint="another writer committed; to keep your changes, commit them on a new "
+            "branch: `cas branch NAME`, `cas checkout NAME`, `cas commit`",
         )
     session.flush()
     s = snapshot.stats

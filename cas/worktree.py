@@ -170,7 +170,8 @@ class StatCache:
         for path, (size, mtime, ino, ctime, seen, c) in self.rows.items():
             if is_racy(mtime, ctime, seen):
                 continue
-            out[path] = [
+            # Paths as raw bytes: a Linux file name need not be valid UTF-8.
+            out[os.fsencode(path)] = [
                 size,
                 mtime,
                 ino,
@@ -180,15 +181,18 @@ class StatCache:
                 b"".join(r.chunk_id for r in c.chunks),
                 [r.size for r in c.chunks],
             ]
-        return msgpack.packb({"v": 2, "rows": out}, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb({"v": 3, "rows": out}, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod
     def decode(cls, data: bytes) -> StatCache:
         """Parse ``.cas/statcache``; a damaged file is an empty cache, never an error."""
         try:
-            m = msgpack.unpackb(data, raw=False)
+            m = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if m["v"] != 3:
+                return cls()
             rows = {}
-            for path, (size, mtime, ino, ctime, seen, oid, ids, sizes) in m["rows"].items():
+            for raw_path, (size, mtime, ino, ctime, seen, oid, ids, sizes) in m["rows"].items():
+                path = os.fsdecode(raw_path)
                 chunks = tuple(
                     ChunkRef(ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]), s)
                     for i, s in enumerate(sizes)

@@ -14,7 +14,7 @@ from cas.errors import CasError
 from . import errors as codes
 from .commands import COMMANDS
 from .context import Options, cache_dir_from_env
-from .output import error_json
+from .output import error_json, note
 
 EPILOG = """\b
 Exit codes: 0 ok, 1 failure, 2 usage, 3 warnings, 4 not a repository, 5 not found,
@@ -75,9 +75,9 @@ def _report(exc: BaseException, code: int, json_mode: bool, debug: bool) -> None
     if json_mode:
         error_json(code, message, hint)
         return
-    click.echo(f"error: {message}", err=True)
+    note(f"error: {message}")
     if hint:
-        click.echo(f"hint: {hint}", err=True)
+        note(f"hint: {hint}")
 
 
 def main(argv: list[str] | None = None) -> int:

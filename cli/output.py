@@ -42,14 +42,19 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, default=_default, sort_keys=True))
 
 
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of file names (surrogate escapes) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def echo(text: str = "") -> None:
     """A result line on stdout."""
-    click.echo(text)
+    click.echo(printable(text))
 
 
 def note(text: str) -> None:
     """A message on stderr."""
-    click.echo(text, err=True)
+    click.echo(printable(text), err=True)
 
 
 def error_json(code: int, message: str, hint: str) -> None:

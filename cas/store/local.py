@@ -79,6 +79,12 @@ def translate_os_error(exc: OSError, key: str, action: str) -> Exception:
     return BackendError(f"failed to {where}: {exc}")
 
 
+def _version(st: os.stat_result) -> str:
+    """A version token that changes on every write: each write is a new file (a new inode)
+    moved into place, so the inode changes even when size and mtime do not."""
+    return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -215,7 +221,7 @@ class LocalDirBackend:
                     continue
                 key = Path(entry.path).relative_to(self.root).as_posix()
                 if is_valid_key(key):
-                    yield KeyInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+                    yield KeyInfo(key, st.st_size, _version(st))
 
     def stat(self, key: str) -> KeyInfo:
         try:
@@ -224,7 +230,7 @@ class LocalDirBackend:
             raise translate_os_error(exc, key, "stat") from exc
         if not os.path.isfile(self._path(key)):
             raise ObjectNotFoundError(key)
-        return KeyInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+        return KeyInfo(key, st.st_size, _version(st))
 
     def delete(self, key: str) -> None:
         try:

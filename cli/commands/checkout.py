@@ -23,10 +23,11 @@ def checkout(opts: Options, ref: str, paths: tuple[str, ...], force: bool) -> No
 
     REF is a tag, a branch, a commit id or a unique prefix of one. Files that are
     already right are not touched; missing chunks come from files in the worktree first,
-    then the local cache, then the store. Checkout refuses to overwrite or delete changes
-    that are in no commit, unless --force (which cannot be undone). Files the store does
-    not track (new, uncommitted) and are not in REF are left alone.
-    With PATHs, only those files or folders change and the worktree stays on its branch.
+    then the local cache, then the store. Files REF lacks are removed, so the folder is
+    exactly REF; files matched by .casignore are never touched. Checkout refuses to
+    overwrite or delete anything that is in no commit (edits, new files), unless --force,
+    which cannot be undone. With PATHs, only those files or folders change and the
+    worktree stays on its branch.
     """
     with opts.open_repo() as repo:
         res = repo.checkout(ref, paths=list(paths) or None, force=force)

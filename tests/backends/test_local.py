@@ -29,7 +29,7 @@ class LocalHarness:
     """Reaches around a LocalDirBackend straight on disk."""
 
     # The version token is size + mtime_ns; mtime moves with the kernel's coarse clock.
-    same_size_rewrite_changes_version = False
+    same_size_rewrite_changes_version = True
 
     def __init__(self, root: Path, *, fsync: bool) -> None:
         self.root = root
@@ -103,12 +103,14 @@ def test_listing_skips_names_that_are_not_keys(backend: LocalDirBackend, root: P
     assert [i.key for i in backend.list("")] == ["packs/ab/good"]
 
 
-def test_version_token_is_size_and_mtime(backend: LocalDirBackend, root: Path) -> None:
+def test_version_token_is_size_mtime_and_inode(backend: LocalDirBackend, root: Path) -> None:
     backend.write("k", b"12345")
     st = os.stat(root / "k")
-    assert backend.stat("k").version == f"5-{st.st_mtime_ns}"
+    assert backend.stat("k").version == f"5-{st.st_mtime_ns}-{st.st_ino}"
     os.utime(root / "k", ns=(1, 2))
-    assert backend.stat("k").version == "5-2"
+    assert backend.stat("k").version == f"5-2-{st.st_ino}"
+    backend.write("k", b"54321")  # a new file moved into place: a new inode
+    assert backend.stat("k").version != f"5-2-{st.st_ino}"
 
 
 # ---------------------------------------------------------------------------- the seam

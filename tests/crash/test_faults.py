@@ -87,7 +87,6 @@ def test_transient_errors_are_retried_until_they_clear(two_versions, tmp_path: P
     assert flaky.injected > 10 and backend.retries == flaky.injected
     (wt / "more.bin").write_bytes(os.urandom(100_000))
     with _repo(wt, backend, tmp_path / "c0") as repo:
-        repo.checkout("main")  # the worktree was left on the tag's commit
         repo.commit("v3")
     with _reader(tmp_path, LocalDirBackend(store), "r2") as repo:
         repo.checkout("main")
@@ -139,10 +138,8 @@ def test_failing_write_stops_the_commit_and_loses_nothing(
         if how == "nth"
         else FailWritesUnder(inner, str(where), error)
     )
-    with _repo(wt, faulty, tmp_path / "c0") as repo:
-        repo.checkout("main")
-        with pytest.raises(BackendError):
-            repo.commit("v3")
+    with _repo(wt, faulty, tmp_path / "c0") as repo, pytest.raises(BackendError):
+        repo.commit("v3")
     with _reader(tmp_path, LocalDirBackend(store), "r") as repo:
         assert not repo.verify(read_data=True).problems
         repo.checkout("v1")

@@ -237,6 +237,10 @@ def sandbox(tmp_path: Path) -> Path:
     """A folder holding the worktrees and an ``outside`` folder that must stay empty."""
     box = tmp_path / "sandbox"
     (box / "outside").mkdir(parents=True)
+    # A second target that no version's symlink names: a link to it is in no commit, so
+    # checkout must treat it as uncommitted work (a link to `outside` is committed in the
+    # `link` version, hence safe to replace without --force).
+    (box / "elsewhere").mkdir()
     return box
 
 
@@ -404,7 +408,7 @@ def test_symlink_version_then_folder_version(link_then_folder: Path, sandbox: Pa
 def test_untracked_symlink_where_the_version_has_a_folder(link_then_folder: Path, sandbox: Path):
     wt = sandbox / "wt"
     with clone(link_then_folder, wt, "plain") as repo:
-        os.symlink(sandbox / "outside", wt / "evil")
+        os.symlink(sandbox / "elsewhere", wt / "evil")
         with untouched(link_then_folder, wt):
             with pytest.raises((DirtyWorktreeError, UnsafePathError)):
                 repo.checkout("folder")
@@ -412,6 +416,20 @@ def test_untracked_symlink_where_the_version_has_a_folder(link_then_folder: Path
                 repo.checkout("folder", paths=["evil/payload"])
         with contextlib.suppress(UnsafePathError):
             repo.checkout("folder", force=True)
+    assert not os.listdir(sandbox / "outside")
+    assert not os.listdir(sandbox / "elsewhere")
+
+
+def test_committed_symlink_where_the_version_has_a_folder_is_replaced(
+    link_then_folder: Path, sandbox: Path
+):
+    """The link's target is committed (in `link`): replacing it loses nothing, no force."""
+    wt = sandbox / "wt"
+    with clone(link_then_folder, wt, "plain") as repo:
+        os.symlink(sandbox / "outside", wt / "evil")
+        repo.checkout("folder")
+    assert not os.path.islink(wt / "evil")
+    assert (wt / "evil" / "payload").read_bytes() == PAYLOAD
     assert not os.listdir(sandbox / "outside")
 
 
@@ -435,12 +453,13 @@ def _replace_folder_by_link(wt: Path, target: Path) -> None:
 def test_tracked_folder_replaced_by_a_symlink(link_then_folder: Path, sandbox: Path, paths):
     wt = sandbox / "wt"
     with clone(link_then_folder, wt, "folder") as repo:
-        _replace_folder_by_link(wt, sandbox / "outside")
+        _replace_folder_by_link(wt, sandbox / "elsewhere")
         with untouched(link_then_folder, wt), pytest.raises((DirtyWorktreeError, UnsafePathError)):
             repo.checkout("folder", paths=paths)
         with contextlib.suppress(UnsafePathError):
             repo.checkout("folder", paths=paths, force=True)
     assert not os.listdir(sandbox / "outside")
+    assert not os.listdir(sandbox / "elsewhere")
 
 
 def test_tracked_folder_replaced_by_a_symlink_is_restored_with_force(

@@ -48,13 +48,6 @@ def test_odd_file_names_round_trip(tmp_path: Path):
     assert_same_tree(wt, tmp_path / "copy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="BUG: worktree.StatCache.encode packs paths as msgpack str; a file name that is "
-    "not UTF-8 raises UnicodeEncodeError from commit (after the ref entry is written), "
-    "status and checkout",
-)
 def test_file_name_that_is_not_utf8_round_trips(tmp_path: Path):
     wt = tmp_path / "wt"
     wt.mkdir()

@@ -15,7 +15,6 @@ from cas.errors import (
     AlreadyExistsError,
     CasError,
     DetachedHeadError,
-    DirtyWorktreeError,
     PathNotFoundError,
     RefConflictError,
     RefNotFoundError,
@@ -97,13 +96,6 @@ def test_diff_between_versions_and_against_the_worktree(mini: Built, mini_store:
         assert repo.diff() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: api.Repo.diff(a) (worktree, via Repo._compare) and diff(a, b) (history."
-    "diff_trees) disagree: new non-empty folders are listed only by diff_trees, and a file "
-    "replaced by a folder is 'modified' in one and 'deleted'+'added' in the other",
-)
 def test_worktree_diff_agrees_with_the_diff_of_its_commit(mini_store: Path, tmp_path):
     wt = tmp_path / "wt"
     with clone(mini_store, wt, "main") as repo:
@@ -301,13 +293,6 @@ def test_partial_checkout_can_be_undone_without_force(mini: Built, mini_store: P
         assert repo.status().clean
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DirtyWorktreeError,
-    reason="BUG: checkout.plan_checkout.clean() accepts content from any commit for files "
-    "only: a symlink set to v1's target by checkout('v1', paths=[L]) is a conflict for "
-    "checkout('v2', paths=[L]) although that target is committed in v1",
-)
 def test_partial_checkout_of_a_symlink_can_be_undone_without_force(
     mini: Built, mini_store: Path, tmp_path
 ):
@@ -500,13 +485,6 @@ def test_second_worktree_on_the_same_branch_gets_a_ref_conflict(mini_store: Path
         assert [e.commit_id for e in b.log("main")][:2] == [ca.commit_id, v2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DirtyWorktreeError,
-    reason="BUG: after RefConflictError the hint says 'commit to a new branch with `cas "
-    "branch NAME`', but checking out a new branch at the same commit refuses uncommitted "
-    "edits (api.Repo.checkout → checkout.plan_checkout treats them as conflicts)",
-)
 def test_ref_conflict_work_can_go_to_a_new_branch(mini_store: Path, tmp_path):
     store = mini_store
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
