@@ -19,6 +19,7 @@ point. A crash before the ref entry leaves only unreferenced objects.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -271,13 +272,8 @@ def commit_snapshot(
             "branch: `cas branch NAME`, `cas checkout NAME`, `cas commit`",
         )
     session.flush()
-    s = snapshot.stats
-    stats = CommitStats(
-        files=s.files,
-        dirs=s.dirs,
-        symlinks=s.symlinks,
-        bytes=s.bytes,
-        scanned_bytes=s.scanned_bytes,
+    stats = dataclasses.replace(
+        snapshot.stats,
         new_chunks=session.new_blobs,
         new_bytes=session.new_bytes,
         stored_bytes=session.stored_bytes,

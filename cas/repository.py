@@ -308,18 +308,13 @@ class Repository:
 
     def has_commit(self, commit_id: ObjectId) -> bool:
         """True when the commit object exists (cached or on the remote)."""
-        key = commit_key(commit_id)
-        if self.cache.has(key):
-            return True
-        try:
-            self.backend.stat(key)
-        except ObjectNotFoundError:
-            return False
-        return True
+        return self._has(commit_key(commit_id))
 
     def has_pack(self, pack_id: ObjectId) -> bool:
         """True when the pack is on the store (or cached whole, hence verified)."""
-        key = pack_key(pack_id)
+        return self._has(pack_key(pack_id))
+
+    def _has(self, key: str) -> bool:
         if self.cache.has(key):
             return True
         try:
