@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -37,6 +41,68 @@ def clean_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     return home
+
+
+# ---------------------------------------------------------------------------- S3 (moto)
+
+S3_REGION = "us-east-1"
+S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def required(name: str) -> bool:
+    """True when CAS_TEST_REQUIRE names ``name``: then a skip of it is a failure (CI)."""
+    return name in os.environ.get("CAS_TEST_REQUIRE", "").split(",")
+
+
+@dataclass
+class S3Server:
+    """A real S3-protocol server (moto) on 127.0.0.1, and a raw boto3 client for it."""
+
+    endpoint: str
+    client: Any
+
+    def new_bucket(self) -> str:
+        name = f"cas-test-{next(_BUCKETS)}"
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def url(self, bucket: str, prefix: str = "store") -> str:
+        """A store location for cas (endpoint and region pinned in the URL)."""
+        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}&region={S3_REGION}"
+
+
+_BUCKETS = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's threaded server on a free port, for the whole session."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - the test extra installs both
+        if required("s3"):
+            pytest.fail(f"CAS_TEST_REQUIRE=s3 but the S3 test server is missing: {exc}")
+        pytest.skip(f"moto[server] and boto3 are needed for S3 tests: {exc}")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=S3_REGION, **S3_CREDENTIALS)
+    yield S3Server(endpoint, client)
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Throwaway credentials in the environment (boto3 reads them; cas never does)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_CREDENTIALS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_CREDENTIALS["aws_secret_access_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", S3_REGION)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
 @pytest.fixture

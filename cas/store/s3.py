@@ -1,0 +1,310 @@
+"""An S3 backend: AWS S3 and every S3-compatible store (MinIO, Cloudflare R2, Backblaze B2,
+Google Cloud Storage through its S3-interoperable endpoint).
+
+Location form: ``s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME&profile=NAME]``. Anything
+not in the URL comes from the standard AWS configuration (environment, ``~/.aws``), read by
+boto3 itself. boto3 is an optional extra (``pip install 'cas[s3]'``), imported only here,
+and only when an ``s3://`` store is opened.
+
+Guarantees: one ``PutObject`` (or one completed multipart upload, for values above
+``multipart_threshold``) is visible whole or not at all; create-only writes send
+``If-None-Match: *``, so the store itself rejects a second writer of the same key (412);
+listings are strongly consistent on AWS S3 since 2020 and on MinIO. Every read's length
+is checked: a short body is a :class:`ShortReadError`, never a short result.
+
+Errors are translated once, in :func:`_translate`: 404/NoSuchKey → not found;
+412 → already exists; 401/403 → permission denied; 416 → short read; 429, 5xx, SlowDown,
+throttling and connection errors → unavailable (transient: retried by
+:class:`~cas.store.retry.RetryingBackend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cas.errors import (
+    AlreadyExistsError,
+    BackendError,
+    BackendUnavailableError,
+    ObjectNotFoundError,
+    PermissionDeniedError,
+    RepositoryError,
+    ShortReadError,
+)
+from cas.store.base import (
+    Capabilities,
+    KeyInfo,
+    is_valid_key,
+    resolve_range,
+    validate_key,
+    validate_prefix,
+)
+
+MULTIPART_THRESHOLD = 64 << 20
+PART_SIZE = 16 << 20
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "503",
+    "500",
+    "502",
+    "504",
+    "429",
+    "TooManyRequests",
+    "RequestLimitExceeded",
+}
+
+
+def _import_boto3() -> Any:
+    # Lazy: boto3 is an optional extra, needed only for s3:// stores.
+    try:
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+    except ImportError as exc:
+        raise RepositoryError(
+            "s3:// stores need boto3, which is not installed",
+            hint="install the extra: pip install 'cas[s3]'",
+        ) from exc
+    return boto3, botocore
+
+
+def parse_s3_url(location: str) -> tuple[str, str, dict[str, str]]:
+    """``s3://bucket/prefix?endpoint=…`` → (bucket, prefix ending in '/' or '', options)."""
+    parts = urlsplit(location)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise RepositoryError(
+            f"not an S3 location: {location!r}",
+            hint="use s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]",
+        )
+    prefix = parts.path.strip("/")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(options) - {"endpoint", "region", "profile"}
+    if unknown:
+        raise RepositoryError(
+            f"unknown option(s) in {location!r}: {', '.join(sorted(unknown))}",
+            hint="known options: endpoint, region, profile",
+        )
+    return parts.netloc, f"{prefix}/" if prefix else "", options
+
+
+class S3Backend:
+    """Keys as objects under ``prefix`` in ``bucket``."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        credentials: dict[str, str] | None = None,
+        max_connections: int = 16,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        location: str | None = None,
+    ) -> None:
+        boto3, botocore = _import_boto3()
+        self._botocore = botocore
+        self.bucket = bucket
+        self.prefix = prefix
+        self.multipart_threshold = max(multipart_threshold, 5 << 20)
+        self._max = max_connections
+        session = boto3.session.Session(profile_name=profile, **(credentials or {}))
+        config = botocore.config.Config(
+            max_pool_connections=max_connections,
+            # One attempt here: RetryingBackend retries transient errors with backoff.
+            retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        self._client = session.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        self._location = location or f"s3://{bucket}/{prefix}".rstrip("/")
+
+    @classmethod
+    def from_url(cls, location: str) -> S3Backend:
+        """Open ``s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME&profile=NAME]``."""
+        bucket, prefix, options = parse_s3_url(location)
+        return cls(
+            bucket,
+            prefix,
+            endpoint_url=options.get("endpoint"),
+            region=options.get("region"),
+            profile=options.get("profile"),
+            location=location,
+        )
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            atomic_replace=True,
+            conditional_write=True,
+            consistent_listing=True,
+            max_connections=self._max,
+        )
+
+    def _key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    @contextlib.contextmanager
+    def _errors(self, key: str, action: str) -> Iterator[None]:
+        try:
+            yield
+        except self._botocore.exceptions.ClientError as exc:
+            raise _translate(exc, key, action, self.location) from exc
+        except (
+            self._botocore.exceptions.EndpointConnectionError,
+            self._botocore.exceptions.ConnectionClosedError,
+            self._botocore.exceptions.ReadTimeoutError,
+            self._botocore.exceptions.ConnectTimeoutError,
+            self._botocore.exceptions.ResponseStreamingError,
+        ) as exc:
+            raise BackendUnavailableError(
+                f"the store {self.location} did not answer while trying to {action} {key}: {exc}"
+            ) from exc
+        except self._botocore.exceptions.NoCredentialsError as exc:
+            raise PermissionDeniedError(
+                f"no credentials to {action} {key} on {self.location}",
+                hint="configure AWS credentials (aws configure, or AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY), or add ?profile=NAME to the store URL",
+            ) from exc
+
+    def read(self, key: str) -> bytes:
+        with self._errors(key, "read"):
+            resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            data: bytes = resp["Body"].read()
+        expected = resp.get("ContentLength")
+        if expected is not None and len(data) != expected:
+            raise ShortReadError(key, expected, len(data))
+        return data
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if length < 0:
+            raise ValueError("length must not be negative")
+        if length == 0:
+            resolve_range(key, self.stat(key).size, offset, 0)
+            return b""
+        header = f"bytes=-{-offset}" if offset < 0 else f"bytes={offset}-{offset + length - 1}"
+        try:
+            with self._errors(key, "read"):
+                resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key), Range=header)
+                data: bytes = resp["Body"].read()
+        except ShortReadError:
+            # 416: the range starts past the end; say exactly how much there was.
+            resolve_range(key, self.stat(key).size, offset, length)
+            raise
+        if offset < 0:
+            total = int(str(resp.get("ContentRange", "/0")).rsplit("/", 1)[-1] or 0)
+            resolve_range(key, total, offset, length)  # raises if the range is not inside
+            data = data[:length]
+        if len(data) != length:
+            raise ShortReadError(key, length, len(data))
+        return data
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        full = self._key(key)
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        with self._errors(key, "write"):
+            if len(data) < self.multipart_threshold:
+                self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
+                return
+            self._multipart(full, data, extra)
+
+    def _multipart(self, full: str, data: bytes, extra: dict[str, str]) -> None:
+        upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            view = memoryview(data)
+            for number, start in enumerate(range(0, len(data), PART_SIZE), start=1):
+                resp = self._client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=bytes(view[start : start + PART_SIZE]),
+                )
+                parts.append({"ETag": resp["ETag"], "PartNumber": number})
+            # The object appears only now, whole; If-None-Match applies to this step.
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **extra,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id
+                )
+            raise
+
+    def list(self, prefix: str) -> Iterator[KeyInfo]:
+        validate_prefix(prefix)
+        paginator = self._client.get_paginator("list_objects_v2")
+        with self._errors(prefix or "/", "list"):
+            pages = list(paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(self.prefix) :]
+                if is_valid_key(key):
+                    yield KeyInfo(key, int(obj["Size"]), str(obj.get("ETag", "")))
+
+    def stat(self, key: str) -> KeyInfo:
+        with self._errors(key, "stat"):
+            resp = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return KeyInfo(key, int(resp["ContentLength"]), str(resp.get("ETag", "")))
+
+    def delete(self, key: str) -> None:
+        with self._errors(key, "delete"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
+def _translate(exc: Any, key: str, action: str, location: str) -> Exception:
+    err = exc.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    where = f"{action} {key} on {location}"
+    if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+        if code == "NoSuchBucket":
+            return RepositoryError(
+                f"no bucket for {location}", hint="create the bucket first, or check the store URL"
+            )
+        return ObjectNotFoundError(key)
+    if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+        return AlreadyExistsError(key)
+    if code == "InvalidRange" or status == 416:
+        return ShortReadError(key, 1, 0)
+    if code in (
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "ExpiredToken",
+    ) or status in (401, 403):
+        return PermissionDeniedError(
+            f"permission denied: {where} ({code})",
+            hint="check the credentials; a read-only credential can still clone and check out",
+        )
+    if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+        return BackendUnavailableError(f"the store was busy or failing: {where} ({code or status})")
+    return BackendError(f"failed to {where}: {code or status} {err.get('Message', '')}".strip())
