@@ -193,6 +193,8 @@ def plan_checkout(
                     plan.meta_only.append(path)
                 continue
             if t.kind == lo.kind == EntryKind.SYMLINK and t.target == lo.target:
+                if t.mtime_ns != lo.mtime_ns:
+                    plan.meta_only.append(path)
                 continue
             if (
                 t.kind == lo.kind == EntryKind.FILE
@@ -632,6 +634,9 @@ def _put_in_place(wt: Worktree, plan: CheckoutPlan, stager: _Stager) -> None:
         if t.kind == EntryKind.FILE:
             os.chmod(root / path, t.mode)
             os.utime(root / path, ns=(t.mtime_ns, t.mtime_ns))
+        elif t.kind == EntryKind.SYMLINK:
+            with contextlib.suppress(OSError):
+                os.utime(root / path, ns=(t.mtime_ns, t.mtime_ns), follow_symlinks=False)
     # Directory modes and mtimes last (writing into a folder changes its mtime).
     dirs = [p for p, e in plan.target.items() if e.kind == EntryKind.DIR]
     for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
