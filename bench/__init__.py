@@ -1,0 +1,1 @@
+"""The cas benchmark: see bench/run.py and docs/performance.md."""

@@ -1,0 +1,357 @@
+"""Tables, ratios and target verdicts from one run's results, and docs/performance.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+OPS = [
+    ("commit_v1", "initial commit of v1"),
+    ("commit_v2", "commit of v2"),
+    ("commit_v2_again", "commit of v2 unchanged"),
+    ("restore_v1", "restore of v1, empty cache"),
+    ("switch_v2", "switch v1 → v2 in place"),
+]
+OP_LABEL = dict(OPS)
+
+# metric key, column title, format, smaller is better (all are)
+METRICS = [
+    ("wall", "wall s", "{:.2f}"),
+    ("cpu", "CPU s", "{:.2f}"),
+    ("rss_mb", "peak RSS MB", "{:.0f}"),
+    ("store_bytes", "stored MB", "{:.1f}"),
+    ("store_files", "files", "{:.0f}"),
+]
+
+MB = 1_000_000
+RSS_LIMIT_MB = 200.0
+PRESET_ORDER = ["tiny", "small", "medium", "files100k"]
+
+
+def _fmt_metric(key: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if key == "store_bytes":
+        return f"{value / MB:.1f}"
+    fmt = {k: f for k, _t, f in METRICS}[key]
+    return fmt.format(value)
+
+
+def rows_by(res: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["tool"], r["op"]): r for r in res["rows"]}
+
+
+def peers(res: dict[str, Any]) -> list[str]:
+    return [t for t in res["tools"] if t != "cas"]
+
+
+def best_peer(res: dict[str, Any], op: str, key: str) -> tuple[str | None, float | None]:
+    """The peer with the smallest figure for op among the peers whose op succeeded."""
+    rows = rows_by(res)
+    best: tuple[str | None, float | None] = (None, None)
+    for tool in peers(res):
+        r = rows.get((tool, op))
+        if not r or not r["ok"] or r.get(key) is None:
+            continue
+        if best[1] is None or r[key] < best[1]:
+            best = (tool, r[key])
+    return best
+
+
+def ratio(value: float | None, ref: float | None) -> str:
+    if value is None or ref is None:
+        return "–"
+    if ref <= 0:
+        return "–" if value > 0 else "1.00"
+    return f"{value / ref:.2f}"
+
+
+def drive_bound(res: dict[str, Any], tool: str) -> float | None:
+    """wall of restore_v1 ÷ (bytes needed ÷ bandwidth); bytes needed = the store after v1."""
+    drive = res.get("drive")
+    rows = rows_by(res)
+    r, c = rows.get((tool, "restore_v1")), rows.get((tool, "commit_v1"))
+    if not drive or not r or not c or not r["ok"] or not c.get("store_bytes"):
+        return None
+    floor = c["store_bytes"] / (drive["bandwidth_mbps"] * MB)
+    return float(r["wall"]) / floor if floor > 0 else None
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = rows_by(res)
+    is_drive = bool(res.get("drive"))
+    head = ["operation", "tool"]
+    for _k, title, _f in METRICS:
+        head += [title, "×best"]
+    if is_drive:
+        head += ["remote MB read", "remote MB written", "remote ops", "FUSE CPU s"]
+    head += ["result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for op, label in OPS:
+        bests = {k: best_peer(res, op, k)[1] for k, _t, _f in METRICS}
+        for tool in res["tools"]:
+            r = rows.get((tool, op))
+            if r is None:
+                continue
+            cells = [label, f"**{tool}**" if tool == "cas" else tool]
+            for k, _t, _f in METRICS:
+                v = r.get(k) if r["ok"] else None
+                cells += [_fmt_metric(k, r.get(k)), ratio(v, bests[k])]
+            if is_drive:
+                rm = r.get("remote") or {}
+                cells += [
+                    f"{rm.get('bytes_read', 0) / MB:.1f}",
+                    f"{rm.get('bytes_written', 0) / MB:.1f}",
+                    f"{rm.get('meta_ops', 0):.0f}",
+                    f"{rm.get('cpu_s', 0):.2f}",
+                ]
+            result = r["verdict"]
+            if is_drive and op == "restore_v1":
+                b = drive_bound(res, tool)
+                if b is not None:
+                    result += f"; {b:.2f}× the bandwidth floor"
+            cells.append(result)
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 4's targets, each judged on this run's figures."""
+    rows = rows_by(res)
+    out: list[dict[str, str]] = []
+
+    def cas(op: str) -> dict[str, Any] | None:
+        r = rows.get(("cas", op))
+        return r if r and r["ok"] else None
+
+    def vs(op: str, key: str, ref_tool: str | None, limit: float, what: str) -> None:
+        c = cas(op)
+        if ref_tool is None:
+            ref_name, ref_val = best_peer(res, op, key)
+            ref_desc = f"fastest peer ({ref_name})" if ref_name else "fastest peer"
+        else:
+            r = rows.get((ref_tool, op))
+            ref_name, ref_val = ref_tool, (r[key] if r and r["ok"] else None)
+            ref_desc = ref_tool
+        if c is None:
+            verdict, got = "MISS (cas failed)", "–"
+        elif ref_val is None:
+            verdict, got = f"n/a ({ref_desc} not run)", _fmt_metric(key, c[key])
+        else:
+            x = c[key] / ref_val if ref_val > 0 else float("inf")
+            verdict = "PASS" if x <= limit else "MISS"
+            got = f"{_fmt_metric(key, c[key])} vs {_fmt_metric(key, ref_val)} = {x:.2f}×"
+        out.append(
+            {"target": what, "limit": f"≤ {limit:g}× {ref_desc}", "cas": got, "verdict": verdict}
+        )
+
+    vs("commit_v1", "wall", None, 1.0, "initial commit of v1")
+    vs("commit_v2", "wall", "borg", 0.8, "commit of v2")
+    vs("commit_v2_again", "wall", "borg", 0.8, "commit of v2 unchanged")
+    if res["preset"] == "files100k":
+        c = cas("commit_v2_again")
+        out.append(
+            {
+                "target": "commit of unchanged v2, 100k files",
+                "limit": "< 2 s",
+                "cas": f"{c['wall']:.2f} s" if c else "–",
+                "verdict": ("PASS" if c["wall"] < 2.0 else "MISS") if c else "MISS (cas failed)",
+            }
+        )
+    vs("restore_v1", "wall", "tarzstd", 1.0, "restore of v1, empty cache")
+    vs("switch_v2", "wall", None, 0.5, "switch v1 → v2 in place")
+    vs("commit_v2", "store_bytes", "borg", 1.0, "bytes stored after v2")
+    cas_rows = [r for r in res["rows"] if r["tool"] == "cas"]
+    if cas_rows:
+        peak = max(cas_rows, key=lambda r: r["rss_mb"])
+        out.append(
+            {
+                "target": "peak RSS, any operation",
+                "limit": f"≤ {RSS_LIMIT_MB:.0f} MB",
+                "cas": f"{peak['rss_mb']:.0f} MB ({peak['op']})",
+                "verdict": "PASS" if peak["rss_mb"] <= RSS_LIMIT_MB else "MISS",
+            }
+        )
+    if res.get("drive"):
+        b = drive_bound(res, "cas")
+        out.append(
+            {
+                "target": "Drive-like remote, restore",
+                "limit": "≤ 1.5× (bytes needed ÷ bandwidth)",
+                "cas": f"{b:.2f}×" if b is not None else "–",
+                "verdict": ("PASS" if b <= 1.5 else "MISS") if b is not None else "MISS",
+            }
+        )
+    return out
+
+
+def targets_table(res: dict[str, Any]) -> str:
+    lines = ["| target | limit | cas | verdict |", "|---|---|---|---|"]
+    for t in targets(res):
+        lines.append(f"| {t['target']} | {t['limit']} | {t['cas']} | **{t['verdict']}** |")
+    return "\n".join(lines)
+
+
+def header(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    ds = res["dataset"]
+    lines = [
+        f"- command: `{res['command']}`",
+        f"- date: {res['date']}; preset **{res['preset']}**, seed {res['seed']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, Linux {m['kernel']}, "
+        f"{m['os']}, Python {m['python']}, local disk {m['filesystem']}",
+        f"- load average (1/5/15 min) at start {res['load_start']}, at end {res['load_end']}; "
+        f"highest 1-min load seen before an operation: {res['load_max']:.2f}",
+        "- data: "
+        + "; ".join(
+            f"{v}: {d['files']} files, {d['bytes'] / MB:.1f} MB" for v, d in sorted(ds.items())
+        ),
+        "- tools: " + "; ".join(f"{t}: {res['versions'][t]}" for t in res["tools"]),
+    ]
+    if res.get("drive"):
+        d = res["drive"]
+        lines.append(
+            f"- remote: Drive-like FUSE passthrough (bench/drivefs.c), {d['latency_ms']} ms per "
+            f"metadata operation, {d['bandwidth_mbps']} MB/s each way; daemon CPU over the run "
+            f"{d.get('daemon_cpu', 0):.1f} s (not included in the tools' CPU)"
+        )
+    else:
+        lines.append("- remote: a folder on the local disk")
+    for note in res.get("notes", []):
+        lines.append(f"- note: {note}")
+    return "\n".join(lines)
+
+
+def render_run(res: dict[str, Any], level: str = "##") -> str:
+    remote = "Drive-like remote" if res.get("drive") else "local remote"
+    return "\n\n".join(
+        [
+            f"{level} {res['preset']} preset, {remote}",
+            header(res),
+            table(res),
+            f"Targets of issue 4 (defined on the medium preset; judged here on {res['preset']}):",
+            targets_table(res),
+        ]
+    )
+
+
+DOC_INTRO = """\
+# Performance
+
+<!-- Generated by `python -m bench.run ... --write-docs` (bench/run.py). Do not edit by
+hand: rerun the benchmark. -->
+
+This page is written by the benchmark command; every figure on it comes from a run of
+`bench/run.py`, which keeps the raw results in `bench/results/*.json` and rebuilds this page
+from all of them.
+
+## How to run it
+
+```bash
+pip install -e '.[test]'
+apt-get install -y zstd restic borgbackup fuse3 libfuse3-dev pkg-config   # peers, FUSE
+python -m bench.run --preset small --remote both --write-docs
+python -m bench.run --preset medium --remote local --write-docs
+python -m bench.run --preset files100k --remote local --write-docs
+python -m bench.profile --preset small          # py-spy hot spots of one commit, one restore
+```
+
+Options: `--tools cas,targz,tarzstd,restic,borg` (those not installed are skipped and
+said so), `--remote local|drive|both`, `--latency-ms 30 --bandwidth-mbps 100` (the
+Drive-like remote), `--seed`, `--workdir` (default `/tmp/cas-bench`; the generated data is
+kept there and reused), `--drop-caches restore|all|none`.
+
+## What it does
+
+`bench/generate.py` builds, from a seed, an `_assets` folder (v1): class folders of
+incompressible 20–300 KB images, safetensors-like float16 weights, a compressible jsonl and
+csv corpus, config and tokenizer JSON, a symlink and an executable script; v2 adds 5%
+images, deletes 1%, rewrites a contiguous 10% of the largest weight file in place, adds a
+checkpoint, appends 3% to the jsonl and edits a config (v3 adds derived files; the
+benchmark does not use it yet). Presets: `small` ≈ 0.5 GB, `medium` ≈ 3 GB, `files100k`
+= 100 000 images of 2–12 KB.
+
+For each tool, in one run on the same data, each operation is one child process:
+
+1. initial commit of v1 (a fresh worktree copy of v1; the tool's normal cache);
+2. commit of v2 (the same worktree turned into v2 in place, untimed);
+3. commit of v2 again, unchanged;
+4. restore of v1 into an empty folder with an empty local cache, the page cache dropped
+   first (`sync; echo 3 > /proc/sys/vm/drop_caches`);
+5. switch of that v1 folder to v2 in place (page cache dropped first).
+
+Tools: **cas** (its CLI; `clone --ref v1` with a fresh `--cache-dir`, then `checkout v2`);
+**tar.gz (blog)**, the workflow cas replaces (Python `tarfile`, gzip level 6, one archive
+per version written into the store folder; restore copies the archive back to local disk
+and extracts it; switch deletes the folder and restores v2); **tar | zstd -T0** (level 3,
+restore streams `zstd -dc | tar -x` from the store; switch deletes and restores);
+**restic** (0.14: restore neither skips nor deletes, so switch empties the folder first)
+and **borg** (`--encryption=none`, lz4; switch empties the folder and extracts).
+
+Each restore and switch is checked file by file against the source version (BLAKE3 of
+every file, file types, symlink targets, and for cas the file modes too); a wrong result is
+reported as FAILED and not counted as a time. Wall time is measured around the child;
+CPU time (user + sys) and peak RSS come from `wait4` of the child, which includes every
+process it waited for (both sides of a pipeline). Stored MB and files are a walk of the
+tool's store folder after the operation. `×best` is the ratio to the best peer — the
+non-cas tool with the smallest figure for that operation in the same run.
+
+The Drive-like remote is `bench/drivefs.c`, a libfuse3 passthrough compiled on first use:
+every metadata operation (lookup/stat, open, create, opendir, mkdir, unlink, rename, link,
+fsync, …) sleeps the latency in its FUSE worker thread (so parallel requests overlap, as on
+Drive), reads and writes go through two token buckets capped at the bandwidth, and the
+kernel caches attributes for 1 s. Its counters give the remote MB read and written and the
+metadata operations of each step. For restores on it, the figure "× the bandwidth floor"
+is wall time ÷ (bytes the tool stored for v1 ÷ bandwidth).
+
+Absolute seconds on a shared 2-core machine are noise; the ratios within one run are the
+figures to read.
+"""
+
+
+def load_results(results_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for p in sorted(results_dir.glob("*.json")):
+        out.append(json.loads(p.read_text()))
+
+    def key(r: dict[str, Any]) -> tuple[int, int]:
+        pos = PRESET_ORDER.index(r["preset"]) if r["preset"] in PRESET_ORDER else 99
+        return (pos, 1 if r.get("drive") else 0)
+
+    return sorted(out, key=key)
+
+
+def rss_summary(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| preset | remote | data v2 MB | cas peak RSS MB (operation) | best peer peak RSS MB |",
+        "|---|---|---|---|---|",
+    ]
+    for res in results:
+        cas_rows = [r for r in res["rows"] if r["tool"] == "cas"]
+        peer_rows = [r for r in res["rows"] if r["tool"] != "cas" and r["ok"]]
+        if not cas_rows:
+            continue
+        peak = max(cas_rows, key=lambda r: r["rss_mb"])
+        peer_peak = min(
+            (max(r["rss_mb"] for r in peer_rows if r["tool"] == t) for t in peers(res)
+             if any(r["tool"] == t for r in peer_rows)),
+            default=None,
+        )  # fmt: skip
+        remote = "drive" if res.get("drive") else "local"
+        lines.append(
+            f"| {res['preset']} | {remote} | {res['dataset']['v2']['bytes'] / MB:.0f} | "
+            f"{peak['rss_mb']:.0f} ({peak['op']}) | "
+            f"{'–' if peer_peak is None else f'{peer_peak:.0f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def render_doc(results: list[dict[str, Any]], profile_md: str | None) -> str:
+    parts = [DOC_INTRO.rstrip()]
+    parts.append("## Peak RSS as the data grows\n\n" + rss_summary(results))
+    for res in results:
+        parts.append(render_run(res))
+    if profile_md:
+        parts.append(profile_md.strip())
+    return "\n\n".join(parts) + "\n"

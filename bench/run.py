@@ -1,0 +1,315 @@
+"""The benchmark: cas against the tar.gz workflow, tar | zstd, restic and borg, in one run
+on the same generated data, on a local folder and on a Drive-like FUSE remote.
+
+    python -m bench.run --preset small --remote both [--tools cas,targz,...] [--write-docs]
+
+(``python bench/run.py ...`` from the repository root works too.) Prints the machine, one
+table per remote with every figure and its ratio to the best peer, and issue 4's targets
+with PASS/MISS. ``--write-docs`` also stores the results in bench/results/ and rewrites
+docs/performance.md from every stored result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import generate, measure, report
+from bench.drive import HERE, DriveMount, build_c
+from bench.measure import (
+    compare,
+    drop_caches,
+    loadavg,
+    machine_info,
+    manifest,
+    run,
+    store_usage,
+)
+from bench.tools import TOOLS, Place, Tool
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+PROFILE_MD = REPO / "bench" / "profiles" / "summary.md"
+DOC = REPO / "docs" / "performance.md"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def rmtree(p: Path) -> None:
+    if p.is_symlink() or p.is_file():
+        p.unlink()
+    elif p.exists():
+        shutil.rmtree(p)
+
+
+def load_manifest(dataset: Path, version: str) -> dict[str, Any]:
+    cache = dataset / f"manifest-{version}.json"
+    if cache.exists():
+        raw = json.loads(cache.read_text())
+    else:
+        m = manifest(dataset / version)
+        raw = {k: vars(e) for k, e in m.items()}
+        cache.write_text(json.dumps(raw))
+    from bench.measure import Entry
+
+    return {k: Entry(**v) for k, v in raw.items()}
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, dataset: Path) -> None:
+        self.args = args
+        self.dataset = dataset
+        self.preset = generate.PRESETS[args.preset]
+        self.ref = {v: load_manifest(dataset, v) for v in ("v1", "v2")}
+        self.load_max = 0.0
+        self.notes: list[str] = []
+
+    def run_remote(self, remote: str, tools: list[Tool]) -> dict[str, Any]:
+        a = self.args
+        work_root = a.workdir / "run" / remote
+        rmtree(work_root)
+        work_root.mkdir(parents=True)
+        load_start = loadavg()
+        rows: list[dict[str, Any]] = []
+        drive_info: dict[str, Any] | None = None
+        if remote == "drive":
+            backing = a.workdir / "drive-backing"
+            rmtree(backing)
+            mount = DriveMount(
+                backing, a.workdir / "drive-mnt", a.workdir / "bin", a.latency_ms, a.bandwidth_mbps
+            )
+            with mount:
+                for tool in tools:
+                    rows += self.run_tool(tool, mount.mountpoint, backing, work_root, mount)
+            drive_info = {
+                "latency_ms": a.latency_ms,
+                "bandwidth_mbps": a.bandwidth_mbps,
+                "daemon_cpu": mount.daemon_cpu,
+            }
+            rmtree(backing)
+        else:
+            store_root = a.workdir / "local-remote"
+            rmtree(store_root)
+            store_root.mkdir(parents=True)
+            for tool in tools:
+                rows += self.run_tool(tool, store_root, store_root, work_root, None)
+            rmtree(store_root)
+        if not a.keep:
+            rmtree(work_root)
+        return {
+            "preset": a.preset,
+            "seed": a.seed,
+            "remote": remote,
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": self.command(remote),
+            "machine": machine_info(),
+            "versions": {t.name: t.version() for t in tools},
+            "tools": [t.name for t in tools],
+            "load_start": load_start,
+            "load_end": loadavg(),
+            "load_max": self.load_max,
+            "dataset": {
+                v: {
+                    "files": sum(1 for e in self.ref[v].values() if e.kind != "dir"),
+                    "bytes": sum(e.size for e in self.ref[v].values()),
+                }
+                for v in ("v1", "v2")
+            },
+            "drive": drive_info,
+            "rows": rows,
+            "notes": list(self.notes),
+        }
+
+    def command(self, remote: str) -> str:
+        a = self.args
+        parts = ["python -m bench.run", "--preset", a.preset, "--remote", remote]
+        parts += ["--tools", ",".join(a.tools)]
+        if a.seed != 1:
+            parts += ["--seed", str(a.seed)]
+        if remote == "drive":
+            parts += ["--latency-ms", str(a.latency_ms), "--bandwidth-mbps", str(a.bandwidth_mbps)]
+        if a.drop_caches != "restore":
+            parts += ["--drop-caches", a.drop_caches]
+        return " ".join(parts)
+
+    def run_tool(
+        self,
+        tool: Tool,
+        store_root: Path,
+        backing_root: Path,
+        work_root: Path,
+        mount: DriveMount | None,
+    ) -> list[dict[str, Any]]:
+        a = self.args
+        base = work_root / tool.name
+        p = Place(
+            store=store_root / tool.name,
+            work=base / "work",
+            restore=base / "restore",
+            cache=base / "cache",
+            fresh_cache=base / "fresh-cache",
+            scratch=base,
+        )
+        backing_store = backing_root / tool.name
+        rmtree(base)
+        base.mkdir(parents=True)
+        p.cache.mkdir()
+        p.fresh_cache.mkdir()
+        logfile = a.workdir / "logs" / f"{a.preset}-{'drive' if mount else 'local'}-{tool.name}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        logfile.write_text("")
+        log(f"[{tool.name}] preparing a worktree copy of v1")
+        generate.copy_tree(self.dataset / "v1", p.work)
+        env = tool.env(p)
+        for argv in tool.setup(p):
+            s = run(argv, env=env, log=logfile)
+            if s.rc != 0:
+                raise RuntimeError(f"{tool.name} setup failed: {argv}: {s.stderr_tail}")
+
+        rows: list[dict[str, Any]] = []
+        broken = False
+
+        def step(op: str, argv: list[str], verify: str | None = None, cwd: Path | None = None):
+            nonlocal broken
+            drop_err = None
+            if a.drop_caches == "all" or (a.drop_caches == "restore" and verify):
+                drop_err = drop_caches()
+            else:
+                os.sync()
+            if drop_err and drop_err not in self.notes:
+                self.notes.append(drop_err)
+            load1 = float(loadavg().split()[0]) if loadavg() != "?" else 0.0
+            self.load_max = max(self.load_max, load1)
+            before = mount.stats() if mount else {}
+            s = run(argv, env=env, cwd=cwd, log=logfile, timeout=a.timeout)
+            after = mount.stats() if mount else {}
+            size, files = store_usage(backing_store)
+            ok = s.rc == 0
+            verdict = "ok" if ok else f"FAILED: exit {s.rc}: {s.stderr_tail[:200]}"
+            if ok and verify:
+                v = compare(
+                    self.ref[verify],
+                    manifest(p.restore, tool.skip_top),
+                    modes_matter=tool.modes_matter,
+                )
+                ok = v.ok
+                verdict = "verified " + v.summary() if v.ok else v.summary()
+            if not ok and op.startswith("commit"):
+                broken = True
+            row = {
+                "tool": tool.name,
+                "op": op,
+                "wall": s.wall,
+                "cpu": s.cpu,
+                "user": s.user,
+                "sys": s.sys,
+                "rss_mb": s.maxrss_mb,
+                "rc": s.rc,
+                "ok": ok,
+                "verdict": verdict,
+                "store_bytes": size,
+                "store_files": files,
+                "load1": load1,
+                "remote": {k: after.get(k, 0) - before.get(k, 0) for k in after},
+            }
+            rows.append(row)
+            log(
+                f"[{tool.name}] {op}: {s.wall:.2f} s wall, {s.cpu:.2f} s CPU, "
+                f"{s.maxrss_mb:.0f} MB RSS, store {size / 1e6:.1f} MB in {files} files; {verdict}"
+            )
+
+        step("commit_v1", tool.commit(p, "v1"))
+        if not broken:
+            generate.apply_v2(p.work, self.preset, a.seed)
+            step("commit_v2", tool.commit(p, "v2"))
+        if not broken:
+            step("commit_v2_again", tool.commit(p, "v2", again=True))
+        if not broken:
+            step("restore_v1", tool.restore_v1(p), verify="v1")
+            step("switch_v2", tool.switch_v2(p), verify="v2")
+        if not a.keep:
+            rmtree(base)
+            rmtree(p.store)
+        return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--preset", choices=sorted(generate.PRESETS), default="small")
+    ap.add_argument("--remote", choices=["local", "drive", "both"], default="local")
+    ap.add_argument("--tools", default="cas,targz,tarzstd,restic,borg")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/cas-bench"))
+    ap.add_argument("--latency-ms", type=int, default=30)
+    ap.add_argument("--bandwidth-mbps", type=int, default=100, help="MB/s (10^6 bytes)")
+    ap.add_argument(
+        "--drop-caches",
+        choices=["restore", "all", "none"],
+        default="restore",
+        help="drop the page cache before restores and switches (default), every step, or never",
+    )
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per operation")
+    ap.add_argument("--keep", action="store_true", help="keep worktrees and stores")
+    ap.add_argument("--write-docs", action="store_true", help="save results, rewrite docs")
+    args = ap.parse_args(argv)
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = [t for t in args.tools if t not in TOOLS]
+    if unknown:
+        ap.error(f"unknown tools {unknown}; known: {', '.join(TOOLS)}")
+    args.workdir = args.workdir.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tools: list[Tool] = []
+    skipped: list[str] = []
+    for name in args.tools:
+        why = TOOLS[name].available()
+        if why:
+            skipped.append(f"{name} skipped: {why}")
+            log(f"{name}: {why}")
+        else:
+            tools.append(TOOLS[name])
+    measure.SPAWN = build_c(HERE / "spawn.c", args.workdir / "bin")
+    log(f"data: preset {args.preset}, seed {args.seed}")
+    dataset = generate.ensure_dataset(args.workdir / "data", args.preset, args.seed, log=log)
+    runner = Runner(args, dataset)
+    runner.notes += skipped
+    remotes = ["local", "drive"] if args.remote == "both" else [args.remote]
+    results = []
+    for remote in remotes:
+        log(f"=== remote: {remote} ===")
+        res = runner.run_remote(remote, tools)
+        results.append(res)
+        out = args.workdir / "results" / f"{args.preset}-{remote}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(report.render_run(res) + "\n", flush=True)
+        if args.write_docs:
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            (RESULTS_DIR / f"{args.preset}-{remote}.json").write_text(json.dumps(res, indent=1))
+    if args.write_docs:
+        profile = PROFILE_MD.read_text() if PROFILE_MD.exists() else None
+        DOC.write_text(report.render_doc(report.load_results(RESULTS_DIR), profile))
+        log(f"wrote {DOC.relative_to(REPO)} from {len(list(RESULTS_DIR.glob('*.json')))} results")
+    return 0 if all(r["ok"] for res in results for r in res["rows"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The tools under test, each as the commands a user would type.
+
+Every tool gets its own store folder on the remote (local disk, or the Drive-like FUSE
+mount), its own worktree, and for restores an empty cache folder. A tool is a small class
+whose methods return the argv of one operation; the runner times them.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .measure import tool_version
+
+BENCH_PKG_PARENT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Place:
+    """Where one tool works in one run."""
+
+    store: Path  # on the remote
+    work: Path  # the worktree that is committed (v1, then v2)
+    restore: Path  # the folder restore_v1 fills and switch moves to v2
+    cache: Path  # the tool's normal local cache (commits)
+    fresh_cache: Path  # an empty cache for restore and switch
+    scratch: Path  # anything else the tool needs on local disk
+
+
+def sh(script: str) -> list[str]:
+    return ["bash", "-o", "pipefail", "-ec", script]
+
+
+def q(p: Path | str) -> str:
+    return shlex.quote(str(p))
+
+
+class Tool:
+    name = ""
+    label = ""
+    modes_matter = False  # whether a restore must reproduce file modes to count
+    skip_top: tuple[str, ...] = ()  # top-level names the tool keeps in a worktree
+
+    def available(self) -> str | None:
+        """None if usable, else why not."""
+        return None
+
+    def version(self) -> str:
+        return ""
+
+    def env(self, p: Place) -> dict[str, str]:
+        return dict(os.environ)
+
+    def setup(self, p: Place) -> list[list[str]]:
+        """Untimed commands before the first commit."""
+        return []
+
+    def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        raise NotImplementedError
+
+    def restore_v1(self, p: Place) -> list[str]:
+        raise NotImplementedError
+
+    def switch_v2(self, p: Place) -> list[str]:
+        raise NotImplementedError
+
+
+class Cas(Tool):
+    name = "cas"
+    label = "cas"
+    modes_matter = True
+    skip_top = (".cas",)
+
+    def _cas(self) -> list[str]:
+        exe = shutil.which("cas")
+        return [exe] if exe else [sys.executable, "-m", "cas_cli"]
+
+    def version(self) -> str:
+        return tool_version([*self._cas(), "--version"])
+
+    def env(self, p: Place) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("CAS_CACHE_DIR", None)
+        return env
+
+    def setup(self, p: Place) -> list[list[str]]:
+        return [
+            [*self._cas(), "-q", "--cache-dir", str(p.cache), "init", str(p.store), str(p.work)]
+        ]
+
+    def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        argv = [*self._cas(), "-q", "--cache-dir", str(p.cache), "-C", str(p.work), "commit"]
+        if again:
+            return [*argv, "-m", f"{version} again"]
+        return [*argv, "-m", version, "--tag", version]
+
+    def restore_v1(self, p: Place) -> list[str]:
+        cas = [*self._cas(), "-q", "--cache-dir", str(p.fresh_cache)]
+        return [*cas, "clone", str(p.store), str(p.restore), "--ref", "v1"]
+
+    def switch_v2(self, p: Place) -> list[str]:
+        cas = [*self._cas(), "-q", "--cache-dir", str(p.fresh_cache), "-C", str(p.restore)]
+        return [*cas, "checkout", "v2"]
+
+
+class TarGz(Tool):
+    """The blog workflow: Python tarfile gzip into the store folder, copy back + extract."""
+
+    name = "targz"
+    label = "tar.gz (blog)"
+
+    def version(self) -> str:
+        import zlib
+
+        return f"Python tarfile + zlib {zlib.ZLIB_RUNTIME_VERSION}, level 6"
+
+    def _blog(self, *args: object) -> list[str]:
+        return [sys.executable, "-m", "bench.blog", *(str(a) for a in args)]
+
+    def env(self, p: Place) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(BENCH_PKG_PARENT)
+        return env
+
+    def setup(self, p: Place) -> list[list[str]]:
+        return [["mkdir", "-p", str(p.store)]]
+
+    def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        return self._blog("save", p.work, p.store / f"assets-{version}.tar.gz")
+
+    def restore_v1(self, p: Place) -> list[str]:
+        return self._blog("restore", p.store / "assets-v1.tar.gz", p.restore)
+
+    def switch_v2(self, p: Place) -> list[str]:
+        return self._blog("switch", p.store / "assets-v2.tar.gz", p.restore)
+
+
+class TarZstd(Tool):
+    """tar -cf - | zstd -T0 (level 3) straight into the store folder; restore streams it."""
+
+    name = "tarzstd"
+    label = "tar | zstd -T0"
+
+    def available(self) -> str | None:
+        return None if shutil.which("zstd") else "zstd not installed (apt-get install zstd)"
+
+    def version(self) -> str:
+        zstd = tool_version(["zstd", "--version"]).strip("* ")
+        return zstd + "; " + tool_version(["tar", "--version"])
+
+    def setup(self, p: Place) -> list[list[str]]:
+        return [["mkdir", "-p", str(p.store)]]
+
+    def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        out = p.store / f"assets-{version}.tar.zst"
+        return sh(
+            f"tar -C {q(p.work)} -cf - . | zstd -T0 -q -f -o {q(str(out) + '.partial')}"
+            f" && mv -f {q(str(out) + '.partial')} {q(out)}"
+        )
+
+    def restore_v1(self, p: Place) -> list[str]:
+        arc = p.store / "assets-v1.tar.zst"
+        return sh(f"mkdir -p {q(p.restore)} && zstd -dcq {q(arc)} | tar -xf - -C {q(p.restore)}")
+
+    def switch_v2(self, p: Place) -> list[str]:
+        arc = p.store / "assets-v2.tar.zst"
+        return sh(
+            f"rm -rf {q(p.restore)} && mkdir -p {q(p.restore)}"
+            f" && zstd -dcq {q(arc)} | tar -xf - -C {q(p.restore)}"
+        )
+
+
+class Restic(Tool):
+    name = "restic"
+    label = "restic"
+
+    def available(self) -> str | None:
+        return None if shutil.which("restic") else "restic not installed (apt-get install restic)"
+
+    def version(self) -> str:
+        return tool_version(["restic", "version"])
+
+    def env(self, p: Place) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(p.store))
+        return env
+
+    def setup(self, p: Place) -> list[list[str]]:
+        return [["restic", "-q", "--cache-dir", str(p.cache), "init"]]
+
+    def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        # From inside the worktree, "." is stored as the snapshot's root; the parent
+        # snapshot (same host and path) lets restic skip unchanged files.
+        return sh(
+            f"cd {q(p.work)} && restic -q --cache-dir {q(p.cache)}"
+            f" backup --host bench --tag {version} ."
+        )
+
+    def restore_v1(self, p: Place) -> list[str]:
+        return [
+            "restic", "-q", "--cache-dir", str(p.fresh_cache),
+            "restore", "latest", "--host", "bench", "--tag", "v1", "--target", str(p.restore),
+        ]  # fmt: skip
+
+    def switch_v2(self, p: Place) -> list[str]:
+        # restic 0.14 restore neither skips correct files nor deletes extra ones: the
+        # folder is emptied first (newer restic has --overwrite if-changed and --delete).
+        return sh(
+            f"rm -rf {q(p.restore)} && restic -q --cache-dir {q(p.fresh_cache)} restore latest"
+            f" --host bench --tag v2 --target {q(p.restore)}"
+        )
+
+
+class Borg(Tool):
+    name = "borg"
+    label = "borg"
+
+    def available(self) -> str | None:
+        return None if shutil.which("borg") else "borg not installed (apt-get install borgbackup)"
+
+    def version(self) -> str:
+        return tool_version(["borg", "--version"]) + " (compression lz4, the default)"
+
+    def env(self, p: Place) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            BORG_REPO=str(p.store),
+            BORG_BASE_DIR=str(p.scratch / "borg-base"),
+            BORG_CACHE_DIR=str(p.cache),
+            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+            BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
+        )
+        return env
+
+    def setup(self, p: Place) -> list[list[str]]:
+        return [["borg", "init", "--encryption=none"]]
+
+    def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        name = f"{version}-again" if again else version
+        return sh(f"cd {q(p.work)} && borg create ::{name} .")
+
+    def restore_v1(self, p: Place) -> list[str]:
+        return sh(
+            f"mkdir -p {q(p.restore)} && cd {q(p.restore)}"
+            f" && BORG_CACHE_DIR={q(p.fresh_cache)} borg extract ::v1"
+        )
+
+    def switch_v2(self, p: Place) -> list[str]:
+        # borg extract overwrites every file and never deletes: empty the folder first.
+        return sh(
+            f"rm -rf {q(p.restore)} && mkdir -p {q(p.restore)} && cd {q(p.restore)}"
+            f" && BORG_CACHE_DIR={q(p.fresh_cache)} borg extract ::v2"
+        )
+
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (Cas(), TarGz(), TarZstd(), Restic(), Borg())}
