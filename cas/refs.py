@@ -18,8 +18,11 @@ still in flight) are skipped and reported in :attr:`RefState.unreadable`.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,11 +39,14 @@ from cas.errors import (
 )
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId, is_hex_prefix
-from cas.layout import REFS, parse_ref_entry_key, ref_entry_key
+from cas.layout import REFS, parse_ref_entry_key, ref_entry_key, ref_folder
 from cas.objects import RefEntry
 from cas.store.base import Backend
 
 log = logging.getLogger(__name__)
+
+# A claim older than this whose ref entry never appeared is taken to be a dead writer's.
+CLAIM_STALE_NS = 10 * 60 * 10**9
 
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
@@ -237,6 +243,8 @@ class RefStore:
         )
         data = encode_ref_entry(entry)
         key = ref_entry_key(ref, seq, hash_bytes(data))
+        if self._backend.capabilities.conditional_write:
+            self._claim(ref, seq, key)
         try:
             self._backend.write(key, data, if_absent=True)
         except AlreadyExistsError as exc:
@@ -250,6 +258,81 @@ class RefStore:
                 raise RefConflictError(f"ref {ref} entry {key} already exists") from exc
         self._cache.put(key, data)
         return self.state(ref)
+
+    def _claim(self, ref: str, seq: int, key: str) -> None:
+        """Claim step ``seq`` of ``ref`` with a create-only write, where the store
+        enforces create-only (an object store's ``If-None-Match``, a local filesystem's
+        hard link): of two writers updating a ref from the same state, the store itself
+        lets exactly one through, and the other gets a clear conflict instead of a
+        divergence. A claim whose entry never appeared (its writer died) goes stale after
+        :data:`CLAIM_STALE_NS`; the ref is then updated without one (a race is still
+        caught afterwards, as a divergence).
+
+        Raises:
+            RefConflictError: another writer claimed this step.
+        """
+        claim = claim_key(ref, seq)
+        body = json.dumps(
+            {
+                "entry": key,
+                "time_ns": time.time_ns(),
+                "writer": self._writer,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+        )
+        try:
+            self._backend.write(claim, body.encode(), if_absent=True)
+            return
+        except AlreadyExistsError:
+            pass
+        other: dict[str, object] = {}
+        try:
+            other = dict(json.loads(self._backend.read(claim)))
+            other_key, other_time = str(other["entry"]), int(str(other["time_ns"]))
+        except (ObjectNotFoundError, ValueError, KeyError, TypeError):
+            other_key, other_time = "", 0
+        if other_key == key:
+            return  # our own claim, from a retried write
+        dead = other.get("host") == socket.gethostname() and not _pid_alive(other.get("pid"))
+        stale = dead or time.time_ns() - other_time > CLAIM_STALE_NS
+        if stale and not self._exists(other_key):
+            log.warning("ref %s: claim of step %d is stale (its writer died); going on", ref, seq)
+            return
+        raise RefConflictError(
+            f"{ref.replace('heads/', 'branch ').replace('tags/', 'tag ')} was updated by "
+            f"another writer at the same moment ({other.get('writer', '?') if other_key else '?'})",
+            hint="see `cas log`, then commit on a new branch: `cas branch NAME`, `cas "
+            "checkout NAME`, `cas commit` (if no other writer runs, a dead one's claim "
+            "clears within 10 minutes)",
+        )
+
+    def _exists(self, key: str) -> bool:
+        if not key:
+            return False
+        try:
+            self._backend.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_key(ref: str, seq: int) -> str:
+    """Key of the claim on step ``seq`` of ``ref`` (``refs/claims/...``, never an entry)."""
+    folder = ref_folder(ref)  # refs/<kind>/<name>/ or refs/store-head/
+    return f"{REFS}claims/{folder[len(REFS) :]}{seq:010d}"
 
 
 def check_entry_bytes(data: bytes, key: str) -> RefEntry:

@@ -8,6 +8,7 @@ zero-byte ghosts and ``name (1)`` duplicates.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import threading
 from collections.abc import Callable, Iterator
@@ -51,6 +52,16 @@ class Wrapper:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class NoCreateOnly(Wrapper):
+    """A folder as a Drive mount shows it: the store does not enforce create-only writes
+    (no hard links; DriveFS uploads each machine's files on its own), so racing ref
+    updates both land and the branch diverges."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(self.inner.capabilities, conditional_write=False)
 
 
 class FlipByteOnRead(Wrapper):

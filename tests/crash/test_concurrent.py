@@ -13,14 +13,22 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 import cas
+from cas import _faults
+from cas.api import Repo
+from cas.repository import Repository
+from cas.store import LocalDirBackend
+from cas.worktree import Worktree
 from tests.conftest import SMALL_CHUNKER
 
 from .conftest import DRIVER, digest
+from .faulty import NoCreateOnly
 
 pytestmark = pytest.mark.crash
 
@@ -56,17 +64,61 @@ def _all_commits(wt: Path) -> set[str]:
         return {e.commit_id.hex() for e in repo.log(all=True)}
 
 
-def test_forced_race_diverges_and_keeps_both_commits(tmp_path: Path) -> None:
+def test_forced_race_on_a_store_with_create_only_writes(tmp_path: Path) -> None:
+    """The store itself lets exactly one writer through (a claim per ref step)."""
     _store, a, b = _two_clones(tmp_path)
     (a / "from-a.bin").write_bytes(os.urandom(50_000))
     (b / "from-b.bin").write_bytes(os.urandom(50_000))
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    procs = [_commit(wt, f"from {wt.name}", f"barrier:{barrier}:2") for wt in (a, b)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    ids = {json.loads(out)["commit"] for out, _err in outs}
-    assert any(json.loads(out)["diverged"] for out, _err in outs)
+    procs = {wt: _commit(wt, f"from {wt.name}", f"barrier:{barrier}:2") for wt in (a, b)}
+    outs = {wt: p.communicate(timeout=120) for wt, p in procs.items()}
+    codes = sorted(p.returncode for p in procs.values())
+    assert codes == [0, 6], outs
+    winner = next(wt for wt, p in procs.items() if p.returncode == 0)
+    loser = b if winner == a else a
+    err = json.loads(outs[loser][1])
+    assert "was updated by another writer at the same moment" in err["message"]
+    won = json.loads(outs[winner][0])["commit"]
+    with cas.open(loser, progress=False) as repo:
+        assert repo.resolve("main").hex() == won
+        assert not repo.status().diverged_heads
+        assert not repo.verify(read_data=True).problems
+        # The hint works: the loser's changes go to a new branch.
+        repo.branch("mine")
+        repo.checkout("mine")
+        mine = repo.commit("from the loser").commit_id.hex()
+    assert {won, mine} <= _all_commits(a)
+
+
+def test_forced_race_on_a_drive_like_store_diverges_and_keeps_both(tmp_path: Path) -> None:
+    """Without create-only writes, both writers land: the branch diverges, nothing is lost."""
+    store, a, b = _two_clones(tmp_path)
+    (a / "from-a.bin").write_bytes(os.urandom(50_000))
+    (b / "from-b.bin").write_bytes(os.urandom(50_000))
+    gate = threading.Barrier(2, timeout=60)
+
+    def hook(name: str) -> None:
+        if name == "before-ref-update":
+            gate.wait()
+
+    def commit(wt: Path) -> tuple[str, bool]:
+        backend = NoCreateOnly(LocalDirBackend(store))
+        repository = Repository.open(
+            backend, cache_root=tmp_path / f"cache-{wt.name}", writer=wt.name
+        )
+        with Repo(Worktree.find(wt), repository, progress=False) as repo:
+            res = repo.commit(f"from {wt.name}")
+        return res.commit_id.hex(), res.diverged
+
+    _faults.set_hook(hook)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(commit, (a, b)))
+    finally:
+        _faults.set_hook(None)
+    ids = {cid for cid, _d in results}
+    assert len(ids) == 2 and any(d for _c, d in results)
     # Both commits are reachable, and the divergence is reported everywhere.
     assert ids <= _all_commits(a)
     with cas.open(a, progress=False) as repo:
@@ -108,7 +160,7 @@ def test_random_concurrent_commits_never_lose_a_commit(tmp_path: Path) -> None:
             if p.returncode == 0:
                 landed.add(json.loads(out)["commit"])
             else:
-                assert "moved" in err or "diverged" in err
+                assert "moved" in err or "diverged" in err or "another writer" in err
         assert landed <= _all_commits(a), "a commit that was reported made is unreachable"
         with cas.open(a, progress=False) as repo:
             heads = repo.status().diverged_heads

@@ -33,7 +33,7 @@ def read_only_store(tmp_path: Path) -> Iterator[tuple[Path, Path, dict]]:
         pytest.skip(f"cannot bind-mount here (needs root): {bind.stderr.strip()}")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="Read-only file system"):
             (ro / "probe").write_bytes(b"x")  # really read-only, even for root
         yield ro, wt, snapshot_tree(wt)
     finally:
@@ -41,8 +41,13 @@ def read_only_store(tmp_path: Path) -> Iterator[tuple[Path, Path, dict]]:
 
 
 def _cas(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cas_cli", *args], capture_output=True,
-                          text=True, timeout=120, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "cas_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
 
 
 def test_every_read_command_works_without_write_access(read_only_store, tmp_path: Path) -> None:
@@ -51,8 +56,18 @@ def test_every_read_command_works_without_write_access(read_only_store, tmp_path
     r = _cas("--cache-dir", str(tmp_path / "c"), "clone", str(ro), str(dest), "--ref", "v1")
     assert r.returncode == 0, r.stderr
     assert_same_tree(snap, dest)
-    for args in (["log"], ["ls", "v1"], ["status"], ["du"], ["verify", "--read-data"],
-                 ["show", "v1"], ["diff", "v1"], ["tag"], ["branch"], ["checkout", "v1"]):
+    for args in (
+        ["log"],
+        ["ls", "v1"],
+        ["status"],
+        ["du"],
+        ["verify", "--read-data"],
+        ["show", "v1"],
+        ["diff", "v1"],
+        ["tag"],
+        ["branch"],
+        ["checkout", "v1"],
+    ):
         r = _cas("--cache-dir", str(tmp_path / "c"), "-C", str(dest), *args)
         assert r.returncode == 0, (args, r.stderr)
     r = _cas("--cache-dir", str(tmp_path / "c"), "-C", str(dest), "--json", "verify")

@@ -72,14 +72,16 @@ def test_unchanged_folder_commits_only_the_commit(tmp_path: Path):
     assert (again.new_bytes, again.stored_bytes, again.scanned_bytes) == (0, 0, 0)
     assert again.bytes == first.bytes
     assert [e.commit_id for e in log] == [again.commit_id, first.commit_id]
-    # Only a commit object and the branch's new ref entry were added to the store.
+    # Only a commit object, the branch's new ref entry and its claim on that step (the
+    # folder store enforces create-only writes) were added to the store.
     after = fingerprint(tmp_path / "store")
     old_files = {p: n for p, n in before.items() if n.kind == "file"}
     assert {p: n for p, n in after.items() if p in old_files} == old_files
     new_files = sorted(p for p, n in after.items() if p not in before and n.kind == "file")
-    assert len(new_files) == 2
+    assert len(new_files) == 3
     assert new_files[0].startswith("commits/")
-    assert new_files[1].startswith("refs/heads/main/")
+    assert new_files[1].startswith("refs/claims/heads/main/")
+    assert new_files[2].startswith("refs/heads/main/")
 
 
 def test_unchanged_commit_with_fresh_mtimes_reads_but_stores_nothing(tmp_path: Path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import cas
+from cas.cache import LocalCache
 from cas.errors import (
     AlreadyExistsError,
     CasError,
@@ -22,7 +23,9 @@ from cas.errors import (
 )
 from cas.history import flatten_tree
 from cas.objects import EntryKind
+from cas.refs import RefStore
 from tests.assets import Node, assert_same_tree, wait_out_racy_window
+from tests.crash.faulty import NoCreateOnly
 from tests.repository.repo_support import (
     Built,
     clone,
@@ -515,7 +518,12 @@ def test_racing_writers_diverge_visibly(mini_store: Path, tmp_path):
         (b_dir / "b.txt").write_bytes(b"from b\n")
         b_commit = a.repository.load_commit(ca.commit_id)
         cb = b.repository.save_commit(type(b_commit)(b_commit.tree, (v2,), "from b", "b", 1))
-        state = b.repository.refs.update("heads/main", target=cb, expected=stale)
+        # This folder store enforces create-only writes: the racer is refused outright.
+        with pytest.raises(RefConflictError, match="another writer at the same moment"):
+            b.repository.refs.update("heads/main", target=cb, expected=stale)
+        # On a Drive mount nothing can refuse it: the entry lands and the branch diverges.
+        drive_view = RefStore(NoCreateOnly(b.repository.backend), LocalCache(None), "b")
+        state = drive_view.update("heads/main", target=cb, expected=stale)
         assert state.diverged
         assert set(b.status().diverged_heads) == {ca.commit_id, cb}
         with pytest.raises(RefConflictError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -15,15 +16,25 @@ from cas.hashing import hash_bytes
 from cas.layout import REFS, parse_ref_entry_key, ref_entry_key
 from cas.objects import RefEntry
 from cas.refs import RefState, RefStore, check_entry_bytes, check_ref_name
+from cas.store.base import Capabilities
 from cas.store.memory import MemoryBackend
 
 C1, C2, C3 = (hash_bytes(f"commit {i}".encode()) for i in (1, 2, 3))
 MAIN = "heads/main"
 
 
+class DriveLikeMemory(MemoryBackend):
+    """A store that does not enforce create-only writes (a Drive mount): ref updates rely
+    on the entry DAG alone, and racing writers diverge instead of one being refused."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(super().capabilities, conditional_write=False)
+
+
 @pytest.fixture
 def backend() -> MemoryBackend:
-    return MemoryBackend()
+    return DriveLikeMemory()
 
 
 @pytest.fixture
@@ -359,3 +370,38 @@ def test_check_entry_bytes(refs: RefStore, backend: MemoryBackend) -> None:
     junk = b"junk"
     with pytest.raises(CorruptObjectError):
         check_entry_bytes(junk, _ghost_key(9, junk))
+
+
+# ---------------------------------------------------------------------------- claims
+
+
+def test_with_create_only_writes_the_store_refuses_the_second_racer() -> None:
+    store = MemoryBackend()  # enforces if_absent, like S3's If-None-Match
+    alice = RefStore(store, LocalCache(None), "alice")
+    bob = RefStore(store, LocalCache(None), "bob")
+    alice.update(MAIN, target=C1, expected=alice.state(MAIN))
+    seen_by_both = alice.state(MAIN)
+    alice.update(MAIN, target=C2, expected=seen_by_both)
+    with pytest.raises(RefConflictError, match="another writer at the same moment"):
+        bob.update(MAIN, target=C3, expected=seen_by_both)
+    state = bob.state(MAIN)
+    assert not state.diverged and state.target == C2
+    assert "refs/claims/heads/main/0000000002" in _keys(store)
+
+
+def test_a_dead_writers_claim_does_not_block_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryBackend()
+    refs = RefStore(store, LocalCache(None), "alice")
+    key = cas.refs.claim_key(MAIN, 1)
+    store.write(key, b'{"entry": "refs/heads/main/0000000001-x", "time_ns": 1, "writer": "bob"}')
+    refs.update(MAIN, target=C1, expected=refs.state(MAIN))  # stale: 1 ns after the epoch
+    assert refs.state(MAIN).target == C1
+    store.write(cas.refs.claim_key(MAIN, 2), b"not json", if_absent=True)
+    monkeypatch.setattr(cas.refs, "CLAIM_STALE_NS", 10**30)
+    with pytest.raises(RefConflictError):
+        refs.update(MAIN, target=C2, expected=refs.state(MAIN))
+
+
+def test_claims_are_not_ref_entries() -> None:
+    assert parse_ref_entry_key(cas.refs.claim_key(MAIN, 3)) is None
+    assert parse_ref_entry_key(cas.refs.claim_key("HEAD", 3)) is None
