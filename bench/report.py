@@ -86,7 +86,7 @@ def table(res: dict[str, Any]) -> str:
         head += [title, "×best"]
     if is_drive:
         head += ["remote MB read", "remote MB written", "remote ops", "FUSE CPU s"]
-    head += ["result"]
+    head += ["others' cores", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for op, label in OPS:
         bests = {k: best_peer(res, op, k)[1] for k, _t, _f in METRICS}
@@ -106,6 +106,7 @@ def table(res: dict[str, Any]) -> str:
                     f"{rm.get('meta_ops', 0):.0f}",
                     f"{rm.get('cpu_s', 0):.2f}",
                 ]
+            cells.append(f"{r['others_cores']:.2f}" if "others_cores" in r else "–")
             result = r["verdict"]
             if is_drive and op == "restore_v1":
                 b = drive_bound(res, tool)
@@ -198,7 +199,12 @@ def header(res: dict[str, Any]) -> str:
     ds = res["dataset"]
     lines = [
         f"- command: `{res['command']}`",
-        f"- date: {res['date']}; preset **{res['preset']}**, seed {res['seed']}",
+        f"- date: {res['date']}; preset **{res['preset']}**, seed {res['seed']}"
+        + (
+            f"; {res['rounds']} rounds, each figure the round with the median wall time"
+            if res.get("rounds", 1) > 1
+            else "; one round"
+        ),
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, Linux {m['kernel']}, "
         f"{m['os']}, Python {m['python']}, local disk {m['filesystem']}",
         f"- load average (1/5/15 min) at start {res['load_start']}, at end {res['load_end']}; "
@@ -260,7 +266,9 @@ python -m bench.profile --preset small          # py-spy hot spots of one commit
 Options: `--tools cas,targz,tarzstd,restic,borg` (those not installed are skipped and
 said so), `--remote local|drive|both`, `--latency-ms 30 --bandwidth-mbps 100` (the
 Drive-like remote), `--seed`, `--workdir` (default `/tmp/cas-bench`; the generated data is
-kept there and reused), `--drop-caches restore|all|none`.
+kept there and reused), `--drop-caches restore|all|none`, `--rounds N` (every tool's
+sequence N times, interleaved; each figure is then the round with the median wall time and
+the highest peak RSS).
 
 ## What it does
 
@@ -295,7 +303,10 @@ reported as FAILED and not counted as a time. Wall time is measured around the c
 CPU time (user + sys) and peak RSS come from `wait4` of the child, which includes every
 process it waited for (both sides of a pipeline). Stored MB and files are a walk of the
 tool's store folder after the operation. `×best` is the ratio to the best peer — the
-non-cas tool with the smallest figure for that operation in the same run.
+non-cas tool with the smallest figure for that operation in the same run. "others' cores"
+is the CPU that every other process on the machine used during the operation (from
+`/proc/stat`, less the tool's own and the FUSE daemon's), divided by its wall time: on this
+shared machine, a figure near 1 means another job held a whole core meanwhile.
 
 The Drive-like remote is `bench/drivefs.c`, a libfuse3 passthrough compiled on first use:
 every metadata operation (lookup/stat, open, create, opendir, mkdir, unlink, rename, link,

@@ -27,6 +27,7 @@ from bench import generate, measure, report
 from bench.drive import HERE, DriveMount, build_c
 from bench.measure import (
     compare,
+    cpu_busy_seconds,
     drop_caches,
     loadavg,
     machine_info,
@@ -90,8 +91,9 @@ class Runner:
                 backing, a.workdir / "drive-mnt", a.workdir / "bin", a.latency_ms, a.bandwidth_mbps
             )
             with mount:
-                for tool in tools:
-                    rows += self.run_tool(tool, mount.mountpoint, backing, work_root, mount)
+                for _round in range(a.rounds):
+                    for tool in tools:
+                        rows += self.run_tool(tool, mount.mountpoint, backing, work_root, mount)
             drive_info = {
                 "latency_ms": a.latency_ms,
                 "bandwidth_mbps": a.bandwidth_mbps,
@@ -102,8 +104,9 @@ class Runner:
             store_root = a.workdir / "local-remote"
             rmtree(store_root)
             store_root.mkdir(parents=True)
-            for tool in tools:
-                rows += self.run_tool(tool, store_root, store_root, work_root, None)
+            for _round in range(a.rounds):
+                for tool in tools:
+                    rows += self.run_tool(tool, store_root, store_root, work_root, None)
             rmtree(store_root)
         if not a.keep:
             rmtree(work_root)
@@ -127,7 +130,8 @@ class Runner:
                 for v in ("v1", "v2")
             },
             "drive": drive_info,
-            "rows": rows,
+            "rounds": a.rounds,
+            "rows": median_rows(rows),
             "notes": list(self.notes),
         }
 
@@ -139,6 +143,8 @@ class Runner:
             parts += ["--seed", str(a.seed)]
         if remote == "drive":
             parts += ["--latency-ms", str(a.latency_ms), "--bandwidth-mbps", str(a.bandwidth_mbps)]
+        if a.rounds != 1:
+            parts += ["--rounds", str(a.rounds)]
         if a.drop_caches != "restore":
             parts += ["--drop-caches", a.drop_caches]
         return " ".join(parts)
@@ -192,8 +198,14 @@ class Runner:
             load1 = float(loadavg().split()[0]) if loadavg() != "?" else 0.0
             self.load_max = max(self.load_max, load1)
             before = mount.stats() if mount else {}
+            busy0 = cpu_busy_seconds()
             s = run(argv, env=env, cwd=cwd, log=logfile, timeout=a.timeout)
+            busy = cpu_busy_seconds() - busy0
             after = mount.stats() if mount else {}
+            remote = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            # CPU that other processes (not this tool, not the FUSE daemon) used meanwhile,
+            # in cores: how much the shared machine disturbed this figure.
+            others = max(0.0, busy - s.cpu - remote.get("cpu_s", 0.0)) / max(s.wall, 1e-9)
             size, files = store_usage(backing_store)
             ok = s.rc == 0
             verdict = "ok" if ok else f"FAILED: exit {s.rc}: {s.stderr_tail[:200]}"
@@ -221,12 +233,14 @@ class Runner:
                 "store_bytes": size,
                 "store_files": files,
                 "load1": load1,
-                "remote": {k: after.get(k, 0) - before.get(k, 0) for k in after},
+                "others_cores": others,
+                "remote": remote,
             }
             rows.append(row)
             log(
                 f"[{tool.name}] {op}: {s.wall:.2f} s wall, {s.cpu:.2f} s CPU, "
-                f"{s.maxrss_mb:.0f} MB RSS, store {size / 1e6:.1f} MB in {files} files; {verdict}"
+                f"{s.maxrss_mb:.0f} MB RSS, others {others:.2f} cores, "
+                f"store {size / 1e6:.1f} MB in {files} files; {verdict}"
             )
 
         step("commit_v1", tool.commit(p, "v1"))
@@ -242,6 +256,29 @@ class Runner:
             rmtree(base)
             rmtree(p.store)
         return rows
+
+
+def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (tool, operation): the round with the median wall time; peak RSS is the
+    highest of all rounds, and any failed round makes the row failed."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["tool"], r["op"]), []).append(r)
+    out = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        by_wall = sorted(group, key=lambda r: r["wall"])
+        row = dict(by_wall[(len(by_wall) - 1) // 2])
+        row["walls"] = [r["wall"] for r in group]
+        row["rss_mb"] = max(r["rss_mb"] for r in group)
+        failed = [r for r in group if not r["ok"]]
+        if failed:
+            row["ok"] = False
+            row["verdict"] = f"{len(failed)} of {len(group)} rounds: {failed[0]['verdict']}"
+        out.append(row)
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -263,9 +300,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="restore",
         help="drop the page cache before restores and switches (default), every step, or never",
     )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="repeat every tool's sequence; report medians"
+    )
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per operation")
     ap.add_argument("--keep", action="store_true", help="keep worktrees and stores")
     ap.add_argument("--write-docs", action="store_true", help="save results, rewrite docs")
+    ap.add_argument(
+        "--docs-only",
+        action="store_true",
+        help="only rebuild docs/performance.md from bench/results/*.json (no run)",
+    )
     args = ap.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [t for t in args.tools if t not in TOOLS]
@@ -275,8 +320,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def write_docs() -> None:
+    profile = PROFILE_MD.read_text() if PROFILE_MD.exists() else None
+    DOC.write_text(report.render_doc(report.load_results(RESULTS_DIR), profile))
+    log(f"wrote {DOC.relative_to(REPO)} from {len(list(RESULTS_DIR.glob('*.json')))} results")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.docs_only:
+        write_docs()
+        return 0
     tools: list[Tool] = []
     skipped: list[str] = []
     for name in args.tools:
@@ -305,9 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             (RESULTS_DIR / f"{args.preset}-{remote}.json").write_text(json.dumps(res, indent=1))
     if args.write_docs:
-        profile = PROFILE_MD.read_text() if PROFILE_MD.exists() else None
-        DOC.write_text(report.render_doc(report.load_results(RESULTS_DIR), profile))
-        log(f"wrote {DOC.relative_to(REPO)} from {len(list(RESULTS_DIR.glob('*.json')))} results")
+        write_docs()
     return 0 if all(r["ok"] for res in results for r in res["rows"]) else 1
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,26 @@ class Cas(Tool):
         return [exe] if exe else [sys.executable, "-m", "cas_cli"]
 
     def version(self) -> str:
-        return tool_version([*self._cas(), "--version"])
+        """cas's version and the commit it runs from (an editable install runs the tree)."""
+        v = tool_version([*self._cas(), "--version"])
+        try:
+            import cas
+
+            src = Path(cas.__file__).resolve().parent.parent
+            git = ["git", "-C", str(src)]
+            head = subprocess.run(
+                [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            dirty = subprocess.run(
+                [*git, "status", "--porcelain", "--", "cas", "cli"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            v += f" at {head}" + (" + uncommitted changes in cas/ or cli/" if dirty else "")
+        except (ImportError, OSError, subprocess.CalledProcessError):
+            pass
+        return v
 
     def env(self, p: Place) -> dict[str, str]:
         env = dict(os.environ)
