@@ -231,9 +231,14 @@ def header(res: dict[str, Any]) -> str:
 
 def render_run(res: dict[str, Any], level: str = "##") -> str:
     remote = "Drive-like remote" if res.get("drive") else "local remote"
+    title = f"{level} {res['preset']} preset, {remote}"
+    if res.get("rounds", 1) > 1:
+        title += f", median of {res['rounds']} rounds"
+    if res["tools"] != ["cas", "targz", "tarzstd", "restic", "borg"]:
+        title += f" ({', '.join(res['tools'])})"
     return "\n\n".join(
         [
-            f"{level} {res['preset']} preset, {remote}",
+            title,
             header(res),
             table(res),
             f"Targets of issue 4 (defined on the medium preset; judged here on {res['preset']}):",
@@ -326,9 +331,9 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
     for p in sorted(results_dir.glob("*.json")):
         out.append(json.loads(p.read_text()))
 
-    def key(r: dict[str, Any]) -> tuple[int, int]:
+    def key(r: dict[str, Any]) -> tuple[int, int, str]:
         pos = PRESET_ORDER.index(r["preset"]) if r["preset"] in PRESET_ORDER else 99
-        return (pos, 1 if r.get("drive") else 0)
+        return (pos, 1 if r.get("drive") else 0, r.get("command", ""))
 
     return sorted(out, key=key)
 

@@ -91,8 +91,8 @@ class Runner:
                 backing, a.workdir / "drive-mnt", a.workdir / "bin", a.latency_ms, a.bandwidth_mbps
             )
             with mount:
-                for _round in range(a.rounds):
-                    for tool in tools:
+                for r in range(a.rounds):
+                    for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
                         rows += self.run_tool(tool, mount.mountpoint, backing, work_root, mount)
             drive_info = {
                 "latency_ms": a.latency_ms,
@@ -104,8 +104,8 @@ class Runner:
             store_root = a.workdir / "local-remote"
             rmtree(store_root)
             store_root.mkdir(parents=True)
-            for _round in range(a.rounds):
-                for tool in tools:
+            for r in range(a.rounds):  # each round starts with another tool
+                for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
                     rows += self.run_tool(tool, store_root, store_root, work_root, None)
             rmtree(store_root)
         if not a.keep:
@@ -143,6 +143,8 @@ class Runner:
             parts += ["--seed", str(a.seed)]
         if remote == "drive":
             parts += ["--latency-ms", str(a.latency_ms), "--bandwidth-mbps", str(a.bandwidth_mbps)]
+        if a.name:
+            parts += ["--name", a.name]
         if a.rounds != 1:
             parts += ["--rounds", str(a.rounds)]
         if a.drop_caches != "restore":
@@ -303,6 +305,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--rounds", type=int, default=1, help="repeat every tool's sequence; report medians"
     )
+    ap.add_argument(
+        "--name",
+        default="",
+        help="suffix of the results file (bench/results/PRESET-REMOTE-NAME.json), so a run "
+        "with other options sits beside the default one instead of replacing it",
+    )
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per operation")
     ap.add_argument("--keep", action="store_true", help="keep worktrees and stores")
     ap.add_argument("--write-docs", action="store_true", help="save results, rewrite docs")
@@ -351,13 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"=== remote: {remote} ===")
         res = runner.run_remote(remote, tools)
         results.append(res)
-        out = args.workdir / "results" / f"{args.preset}-{remote}.json"
+        name = f"{args.preset}-{remote}" + (f"-{args.name}" if args.name else "")
+        out = args.workdir / "results" / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
         print(report.render_run(res) + "\n", flush=True)
         if args.write_docs:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            (RESULTS_DIR / f"{args.preset}-{remote}.json").write_text(json.dumps(res, indent=1))
+            (RESULTS_DIR / f"{name}.json").write_text(json.dumps(res, indent=1))
     if args.write_docs:
         write_docs()
     return 0 if all(r["ok"] for res in results for r in res["rows"]) else 1
