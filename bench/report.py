@@ -226,6 +226,13 @@ def header(res: dict[str, Any]) -> str:
         lines.append("- remote: a folder on the local disk")
     for note in res.get("notes", []):
         lines.append(f"- note: {note}")
+    disturbed = [r for r in res["rows"] if r.get("others_cores", 0) > 0.5]
+    if disturbed:
+        lines.append(
+            "- note: other processes held more than half a core during "
+            + ", ".join(f"{r['tool']} {r['op']} ({r['others_cores']:.2f})" for r in disturbed)
+            + "; those figures are pessimistic"
+        )
     return "\n".join(lines)
 
 
@@ -340,8 +347,8 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
 
 def rss_summary(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| preset | remote | data v2 MB | cas peak RSS MB (operation) | best peer peak RSS MB |",
-        "|---|---|---|---|---|",
+        "| run | data v2 MB | cas peak RSS MB (operation) | best peer peak RSS MB |",
+        "|---|---|---|---|",
     ]
     for res in results:
         cas_rows = [r for r in res["rows"] if r["tool"] == "cas"]
@@ -354,17 +361,47 @@ def rss_summary(results: list[dict[str, Any]]) -> str:
              if any(r["tool"] == t for r in peer_rows)),
             default=None,
         )  # fmt: skip
-        remote = "drive" if res.get("drive") else "local"
         lines.append(
-            f"| {res['preset']} | {remote} | {res['dataset']['v2']['bytes'] / MB:.0f} | "
+            f"| {short_label(res)} | {res['dataset']['v2']['bytes'] / MB:.0f} | "
             f"{peak['rss_mb']:.0f} ({peak['op']}) | "
             f"{'–' if peer_peak is None else f'{peer_peak:.0f}'} |"
         )
     return "\n".join(lines)
 
 
+def short_label(res: dict[str, Any]) -> str:
+    label = f"{res['preset']}, {'drive' if res.get('drive') else 'local'}"
+    if res.get("rounds", 1) > 1:
+        label += f", {res['rounds']} rounds"
+    return label
+
+
+def targets_summary(results: list[dict[str, Any]]) -> str:
+    """Every target (rows) in every run (columns): verdict and ratio."""
+    names: list[str] = []
+    cells: dict[tuple[str, int], str] = {}
+    for i, res in enumerate(results):
+        for t in targets(res):
+            if t["target"] not in names:
+                names.append(t["target"])
+            got = t["cas"].rsplit("= ", 1)[-1] if "= " in t["cas"] else t["cas"]
+            cells[(t["target"], i)] = f"{t['verdict'].split(' (')[0]} {got}"
+    head = "| target | " + " | ".join(short_label(r) for r in results) + " |"
+    lines = [head, "|" + "---|" * (len(results) + 1)]
+    for n in names:
+        row = [cells.get((n, i), "–") for i in range(len(results))]
+        lines.append(f"| {n} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def render_doc(results: list[dict[str, Any]], profile_md: str | None) -> str:
     parts = [DOC_INTRO.rstrip()]
+    parts.append(
+        "## Issue 4's targets in every run\n\nThe targets are defined on the medium preset; "
+        "each cell is cas's verdict and its figure (a ratio to the reference peer, or an "
+        "absolute value) in that run. The sections below give every figure.\n\n"
+        + targets_summary(results)
+    )
     parts.append("## Peak RSS as the data grows\n\n" + rss_summary(results))
     for res in results:
         parts.append(render_run(res))

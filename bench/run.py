@@ -329,7 +329,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def write_docs() -> None:
-    summaries = sorted(PROFILE_MD.parent.glob("summary*.md"))
+    summaries = sorted(PROFILE_MD.parent.glob("summary*.md"), key=lambda p: (p != PROFILE_MD, p))
     profile = "\n\n".join(p.read_text().strip() for p in summaries) or None
     DOC.write_text(report.render_doc(report.load_results(RESULTS_DIR), profile))
     log(f"wrote {DOC.relative_to(REPO)} from {len(list(RESULTS_DIR.glob('*.json')))} results")
