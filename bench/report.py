@@ -78,14 +78,36 @@ def drive_bound(res: dict[str, Any], tool: str) -> float | None:
     return float(r["wall"]) / floor if floor > 0 else None
 
 
+def remote_kind(res: dict[str, Any]) -> str:
+    """local, drive or s3 (results written before the S3 remote have no "s3" key)."""
+    if res.get("drive"):
+        return "drive"
+    if res.get("s3"):
+        return "s3"
+    return "local"
+
+
+S3_KINDS = [("get", "GET"), ("put", "PUT"), ("list", "LIST"), ("head", "HEAD"),
+            ("post", "POST"), ("delete", "DELETE"), ("other", "other")]  # fmt: skip
+
+
+def s3_requests(rm: dict[str, Any]) -> str:
+    """Requests by kind, the kinds that occurred: '812 GET, 40 PUT, 2 LIST'."""
+    parts = [f"{rm.get(k, 0):.0f} {label}" for k, label in S3_KINDS if rm.get(k, 0)]
+    return ", ".join(parts) or "0"
+
+
 def table(res: dict[str, Any]) -> str:
     rows = rows_by(res)
-    is_drive = bool(res.get("drive"))
+    kind = remote_kind(res)
+    is_drive = kind == "drive"
     head = ["operation", "tool"]
     for _k, title, _f in METRICS:
         head += [title, "×best"]
     if is_drive:
         head += ["remote MB read", "remote MB written", "remote ops", "FUSE CPU s"]
+    if kind == "s3":
+        head += ["S3 MB read", "S3 MB written", "S3 requests", "by kind", "server CPU s"]
     head += ["others' cores", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for op, label in OPS:
@@ -104,6 +126,15 @@ def table(res: dict[str, Any]) -> str:
                     f"{rm.get('bytes_read', 0) / MB:.1f}",
                     f"{rm.get('bytes_written', 0) / MB:.1f}",
                     f"{rm.get('meta_ops', 0):.0f}",
+                    f"{rm.get('cpu_s', 0):.2f}",
+                ]
+            if kind == "s3":
+                rm = r.get("remote") or {}
+                cells += [
+                    f"{rm.get('bytes_out', 0) / MB:.1f}",
+                    f"{rm.get('bytes_in', 0) / MB:.1f}",
+                    f"{rm.get('requests', 0):.0f}",
+                    s3_requests(rm),
                     f"{rm.get('cpu_s', 0):.2f}",
                 ]
             cells.append(f"{r['others_cores']:.2f}" if "others_cores" in r else "–")
@@ -128,13 +159,18 @@ def targets(res: dict[str, Any]) -> list[dict[str, str]]:
 
     def vs(op: str, key: str, ref_tool: str | None, limit: float, what: str) -> None:
         c = cas(op)
+        if ref_tool == "borg" and "borg" not in res["tools"] and "restic" in res["tools"]:
+            # borg has no S3 backend: restic, the other deduplicating backup tool, stands in
+            ref_tool = "restic"
+            ref_desc = "restic (borg has no S3 backend)"
+        else:
+            ref_desc = ref_tool or ""
         if ref_tool is None:
             ref_name, ref_val = best_peer(res, op, key)
             ref_desc = f"fastest peer ({ref_name})" if ref_name else "fastest peer"
         else:
             r = rows.get((ref_tool, op))
             ref_name, ref_val = ref_tool, (r[key] if r and r["ok"] else None)
-            ref_desc = ref_tool
         if c is None:
             verdict, got = "MISS (cas failed)", "–"
         elif ref_val is None:
@@ -222,6 +258,13 @@ def header(res: dict[str, Any]) -> str:
             f"metadata operation, {d['bandwidth_mbps']} MB/s each way; daemon CPU over the run "
             f"{d.get('daemon_cpu', 0):.1f} s (not included in the tools' CPU)"
         )
+    elif res.get("s3"):
+        d = res["s3"]
+        lines.append(
+            f"- remote: S3 protocol on loopback, {d['server']} in its own process (bench/"
+            f"s3server.py), one bucket, a prefix per tool; server CPU over the run "
+            f"{d.get('server_cpu', 0):.1f} s (not included in the tools' CPU)"
+        )
     else:
         lines.append("- remote: a folder on the local disk")
     for note in res.get("notes", []):
@@ -237,7 +280,11 @@ def header(res: dict[str, Any]) -> str:
 
 
 def render_run(res: dict[str, Any], level: str = "##") -> str:
-    remote = "Drive-like remote" if res.get("drive") else "local remote"
+    remote = {
+        "drive": "Drive-like remote",
+        "s3": "S3 remote (moto on loopback)",
+        "local": "local remote",
+    }[remote_kind(res)]
     title = f"{level} {res['preset']} preset, {remote}"
     if res.get("rounds", 1) > 1:
         title += f", median of {res['rounds']} rounds"
@@ -270,17 +317,19 @@ from all of them.
 pip install -e '.[test]'
 apt-get install -y zstd restic borgbackup fuse3 libfuse3-dev pkg-config   # peers, FUSE
 python -m bench.run --preset small --remote both --write-docs
+python -m bench.run --preset small --remote s3 --write-docs     # moto[server], boto3: test extra
 python -m bench.run --preset medium --remote local --write-docs
 python -m bench.run --preset files100k --remote local --write-docs
 python -m bench.profile --preset small          # py-spy hot spots of one commit, one restore
 ```
 
 Options: `--tools cas,targz,tarzstd,restic,borg` (those not installed are skipped and
-said so), `--remote local|drive|both`, `--latency-ms 30 --bandwidth-mbps 100` (the
-Drive-like remote), `--seed`, `--workdir` (default `/tmp/cas-bench`; the generated data is
-kept there and reused), `--drop-caches restore|all|none`, `--rounds N` (every tool's
-sequence N times, interleaved; each figure is then the round with the median wall time and
-the highest peak RSS).
+said so), `--remote local|drive|s3|both|all` (`both` is local + drive, `all` adds s3),
+`--latency-ms 30 --bandwidth-mbps 100` (the Drive-like remote), `--seed`, `--workdir`
+(default `/tmp/cas-bench`; the generated data is kept there and reused),
+`--drop-caches restore|all|none`, `--rounds N` (every tool's sequence N times,
+interleaved; each figure is then the round with the median wall time and the highest peak
+RSS).
 
 ## What it does
 
@@ -308,17 +357,28 @@ and extracts it; switch deletes the folder and restores v2); **tar | zstd -T0** 
 restore streams `zstd -dc | tar -x` from the store; switch deletes and restores);
 **restic** (0.14: restore neither skips nor deletes, so switch empties the folder first)
 and **borg** (`--encryption=none`, lz4; switch empties the folder and extracts).
+On the S3 remote, cas uses `s3://bucket/cas?endpoint=…&region=us-east-1` as its store and
+restic `-r s3:http://127.0.0.1:PORT/bucket/restic`; the two archive baselines upload their
+archive as one object with `bench/s3.py` — boto3's managed multipart upload from the pipe
+(`upload_fileobj`, 8 MiB parts, up to 10 in flight: what `aws s3 cp -` does) — and read it
+back with one streamed GET (moto answers each ranged GET by reading the whole object, so a
+parallel ranged download would measure moto): `tar | zstd -T0 | put`,
+`get | zstd -dc | tar -x`; the tar.gz workflow streams `tarfile` (gzip 6) into the upload
+and, to restore, downloads the archive to local disk and extracts it. borg has no S3
+backend and is not run there.
 
 Each restore and switch is checked file by file against the source version (BLAKE3 of
 every file, file types, symlink targets, and for cas the file modes too); a wrong result is
 reported as FAILED and not counted as a time. Wall time is measured around the child;
 CPU time (user + sys) and peak RSS come from `wait4` of the child, which includes every
 process it waited for (both sides of a pipeline). Stored MB and files are a walk of the
-tool's store folder after the operation. `×best` is the ratio to the best peer — the
+tool's store folder after the operation (on S3, a listing of the tool's prefix: the sum of
+the object sizes and the object count). `×best` is the ratio to the best peer — the
 non-cas tool with the smallest figure for that operation in the same run. "others' cores"
 is the CPU that every other process on the machine used during the operation (from
-`/proc/stat`, less the tool's own and the FUSE daemon's), divided by its wall time: on this
-shared machine, a figure near 1 means another job held a whole core meanwhile.
+`/proc/stat`, less the tool's own and the FUSE daemon's or S3 server's), divided by its
+wall time: on this shared machine, a figure near 1 means another job held a whole core
+meanwhile.
 
 The Drive-like remote is `bench/drivefs.c`, a libfuse3 passthrough compiled on first use:
 every metadata operation (lookup/stat, open, create, opendir, mkdir, unlink, rename, link,
@@ -327,6 +387,26 @@ Drive), reads and writes go through two token buckets capped at the bandwidth, a
 kernel caches attributes for 1 s. Its counters give the remote MB read and written and the
 metadata operations of each step. For restores on it, the figure "× the bandwidth floor"
 is wall time ÷ (bytes the tool stored for v1 ÷ bandwidth).
+
+The S3 remote is a real S3-protocol server on loopback: moto's S3 app
+(`moto[server]`, werkzeug, a thread per connection) in its own process
+(`bench/s3server.py`) on 127.0.0.1 and a free port, with one fresh bucket per run and a
+prefix per tool. The tools get pinned throwaway credentials (`AWS_ACCESS_KEY_ID=testing`,
+`AWS_CONFIG_FILE=/dev/null`, …) in their environment only. The server counts every request
+by kind (GET of an object, PUT — multipart parts included —, LIST, HEAD, POST — multipart
+start and completion —, DELETE) with the bytes each way; "server CPU s" is its user +
+system CPU over the step (from `/proc/PID/stat`), which the tool's own CPU does not
+include (moto reads the whole object for every ranged GET, so a ranged read costs it in
+proportion to the object, not the range). There is no network in between: no latency, no
+bandwidth limit, no per-request price. So this remote measures how many requests a tool
+makes and what the tool itself spends (its CPU, its RSS, the server's CPU it causes), not
+what a real bucket across a network would cost; there every request also costs a round
+trip, which these request counts let one estimate. There is no restore "× the bandwidth
+floor" figure here, and the targets set against borg (commits of v2, bytes stored) are
+judged against restic, the other deduplicating backup tool. Unless `--keep` is given, each
+tool's prefix is deleted after its last step. The server writes a line per request
+(`logs/PRESET-s3-server.log` in the work folder, between markers of each step) for a closer
+look.
 
 Absolute seconds on a shared 2-core machine are noise; the ratios within one run are the
 figures to read.
@@ -340,7 +420,7 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
 
     def key(r: dict[str, Any]) -> tuple[int, int, str]:
         pos = PRESET_ORDER.index(r["preset"]) if r["preset"] in PRESET_ORDER else 99
-        return (pos, 1 if r.get("drive") else 0, r.get("command", ""))
+        return (pos, ["local", "drive", "s3"].index(remote_kind(r)), r.get("command", ""))
 
     return sorted(out, key=key)
 
@@ -370,7 +450,7 @@ def rss_summary(results: list[dict[str, Any]]) -> str:
 
 
 def short_label(res: dict[str, Any]) -> str:
-    label = f"{res['preset']}, {'drive' if res.get('drive') else 'local'}"
+    label = f"{res['preset']}, {remote_kind(res)}"
     if res.get("rounds", 1) > 1:
         label += f", {res['rounds']} rounds"
     return label
@@ -399,7 +479,8 @@ def render_doc(results: list[dict[str, Any]], profile_md: str | None) -> str:
     parts.append(
         "## Issue 4's targets in every run\n\nThe targets are defined on the medium preset; "
         "each cell is cas's verdict and its figure (a ratio to the reference peer, or an "
-        "absolute value) in that run. The sections below give every figure.\n\n"
+        "absolute value) in that run (on S3, where borg cannot run, the targets set against "
+        "borg are judged against restic). The sections below give every figure.\n\n"
         + targets_summary(results)
     )
     parts.append("## Peak RSS as the data grows\n\n" + rss_summary(results))

@@ -1,7 +1,10 @@
 """The benchmark: cas against the tar.gz workflow, tar | zstd, restic and borg, in one run
-on the same generated data, on a local folder and on a Drive-like FUSE remote.
+on the same generated data, on a local folder, on a Drive-like FUSE remote and on an S3
+server on loopback (moto).
 
     python -m bench.run --preset small --remote both [--tools cas,targz,...] [--write-docs]
+
+``--remote both`` is local + drive; ``--remote all`` is local + drive + s3.
 
 (``python bench/run.py ...`` from the repository root works too.) Prints the machine, one
 table per remote with every figure and its ratio to the best peer, and issue 4's targets
@@ -24,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import generate, measure, report
+from bench import s3 as s3remote
 from bench.drive import HERE, DriveMount, build_c
 from bench.measure import (
     compare,
@@ -35,6 +39,7 @@ from bench.measure import (
     run,
     store_usage,
 )
+from bench.s3 import S3Loc, S3Server
 from bench.tools import TOOLS, Place, Tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +72,78 @@ def load_manifest(dataset: Path, version: str) -> dict[str, Any]:
     return {k: Entry(**v) for k, v in raw.items()}
 
 
+REMOTES = {"local": ["local"], "drive": ["drive"], "s3": ["s3"]}
+REMOTES["both"] = ["local", "drive"]
+REMOTES["all"] = ["local", "drive", "s3"]
+
+
+class Side:
+    """Where the tools' stores live on one remote, how to measure them, and its counters."""
+
+    name = ""
+
+    def place(self, tool: str) -> tuple[Path, S3Loc | None]:
+        raise NotImplementedError
+
+    def usage(self, tool: str) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def clear(self, tool: str) -> None:
+        raise NotImplementedError
+
+    def mark(self, text: str) -> None:
+        """Note where a step starts in the remote's own log, if it keeps one."""
+
+
+class FolderSide(Side):
+    """A folder: on the local disk (store_root = backing), or the Drive-like mount of a
+    backing folder (stores are used through the mount, measured on the backing folder)."""
+
+    def __init__(
+        self, name: str, store_root: Path, backing: Path, mount: DriveMount | None
+    ) -> None:
+        self.name, self.store_root, self.backing, self.mount = name, store_root, backing, mount
+
+    def place(self, tool: str) -> tuple[Path, S3Loc | None]:
+        return self.store_root / tool, None
+
+    def usage(self, tool: str) -> tuple[int, int]:
+        return store_usage(self.backing / tool)
+
+    def stats(self) -> dict[str, float]:
+        return self.mount.stats() if self.mount else {}
+
+    def clear(self, tool: str) -> None:
+        rmtree(self.store_root / tool)
+
+
+class S3Side(Side):
+    """A prefix per tool in the S3 server's bucket."""
+
+    name = "s3"
+
+    def __init__(self, server: S3Server, unused: Path) -> None:
+        self.server, self.unused = server, unused
+
+    def place(self, tool: str) -> tuple[Path, S3Loc | None]:
+        return self.unused / tool, self.server.loc(tool)
+
+    def usage(self, tool: str) -> tuple[int, int]:
+        return self.server.usage(tool)
+
+    def stats(self) -> dict[str, float]:
+        return self.server.stats()
+
+    def clear(self, tool: str) -> None:
+        self.server.clear(tool)
+
+    def mark(self, text: str) -> None:
+        self.server.mark(text)
+
+
 class Runner:
     def __init__(self, args: argparse.Namespace, dataset: Path) -> None:
         self.args = args
@@ -76,14 +153,31 @@ class Runner:
         self.load_max = 0.0
         self.notes: list[str] = []
 
-    def run_remote(self, remote: str, tools: list[Tool]) -> dict[str, Any]:
+    def run_remote(self, remote: str, all_tools: list[Tool]) -> dict[str, Any]:
         a = self.args
         work_root = a.workdir / "run" / remote
         rmtree(work_root)
         work_root.mkdir(parents=True)
+        notes = list(self.notes)
+        tools = []
+        for t in all_tools:
+            why = t.unsupported(remote)
+            if why:
+                notes.append(f"{t.name} skipped: {why}")
+                log(f"{t.name}: {why}")
+            else:
+                tools.append(t)
         load_start = loadavg()
         rows: list[dict[str, Any]] = []
         drive_info: dict[str, Any] | None = None
+        s3_info: dict[str, Any] | None = None
+
+        def rounds(side: Side) -> None:
+            nonlocal rows
+            for r in range(a.rounds):  # each round starts with another tool
+                for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
+                    rows += self.run_tool(tool, side, work_root)
+
         if remote == "drive":
             backing = a.workdir / "drive-backing"
             rmtree(backing)
@@ -91,22 +185,27 @@ class Runner:
                 backing, a.workdir / "drive-mnt", a.workdir / "bin", a.latency_ms, a.bandwidth_mbps
             )
             with mount:
-                for r in range(a.rounds):
-                    for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
-                        rows += self.run_tool(tool, mount.mountpoint, backing, work_root, mount)
+                rounds(FolderSide("drive", mount.mountpoint, backing, mount))
             drive_info = {
                 "latency_ms": a.latency_ms,
                 "bandwidth_mbps": a.bandwidth_mbps,
                 "daemon_cpu": mount.daemon_cpu,
             }
             rmtree(backing)
+        elif remote == "s3":
+            server_log = a.workdir / "logs" / f"{a.preset}-s3-server.log"
+            server_log.parent.mkdir(parents=True, exist_ok=True)
+            server_log.write_text("")
+            with S3Server(server_log) as server:
+                log(f"S3 server (moto) at {server.endpoint}, pid {server.proc.pid}")  # type: ignore[union-attr]
+                rounds(S3Side(server, a.workdir / "s3-unused"))
+                s3_info = {"server": server.version(), "bucket": server.bucket}
+            s3_info["server_cpu"] = server.server_cpu
         else:
             store_root = a.workdir / "local-remote"
             rmtree(store_root)
             store_root.mkdir(parents=True)
-            for r in range(a.rounds):  # each round starts with another tool
-                for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
-                    rows += self.run_tool(tool, store_root, store_root, work_root, None)
+            rounds(FolderSide("local", store_root, store_root, None))
             rmtree(store_root)
         if not a.keep:
             rmtree(work_root)
@@ -130,9 +229,10 @@ class Runner:
                 for v in ("v1", "v2")
             },
             "drive": drive_info,
+            "s3": s3_info,
             "rounds": a.rounds,
             "rows": median_rows(rows),
-            "notes": list(self.notes),
+            "notes": notes,
         }
 
     def command(self, remote: str) -> str:
@@ -151,30 +251,26 @@ class Runner:
             parts += ["--drop-caches", a.drop_caches]
         return " ".join(parts)
 
-    def run_tool(
-        self,
-        tool: Tool,
-        store_root: Path,
-        backing_root: Path,
-        work_root: Path,
-        mount: DriveMount | None,
-    ) -> list[dict[str, Any]]:
+    def run_tool(self, tool: Tool, side: Side, work_root: Path) -> list[dict[str, Any]]:
         a = self.args
         base = work_root / tool.name
+        store, s3loc = side.place(tool.name)
         p = Place(
-            store=store_root / tool.name,
+            store=store,
             work=base / "work",
             restore=base / "restore",
             cache=base / "cache",
             fresh_cache=base / "fresh-cache",
             scratch=base,
+            s3=s3loc,
         )
-        backing_store = backing_root / tool.name
         rmtree(base)
+        if s3loc:
+            side.clear(tool.name)  # a fresh prefix (a folder store is created by setup)
         base.mkdir(parents=True)
         p.cache.mkdir()
         p.fresh_cache.mkdir()
-        logfile = a.workdir / "logs" / f"{a.preset}-{'drive' if mount else 'local'}-{tool.name}.log"
+        logfile = a.workdir / "logs" / f"{a.preset}-{side.name}-{tool.name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         logfile.write_text("")
         log(f"[{tool.name}] preparing a worktree copy of v1")
@@ -199,16 +295,18 @@ class Runner:
                 self.notes.append(drop_err)
             load1 = float(loadavg().split()[0]) if loadavg() != "?" else 0.0
             self.load_max = max(self.load_max, load1)
-            before = mount.stats() if mount else {}
+            before = side.stats()
+            side.mark(f"{tool.name} {op} start")
             busy0 = cpu_busy_seconds()
             s = run(argv, env=env, cwd=cwd, log=logfile, timeout=a.timeout)
             busy = cpu_busy_seconds() - busy0
-            after = mount.stats() if mount else {}
+            side.mark(f"{tool.name} {op} end")
+            after = side.stats()
             remote = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-            # CPU that other processes (not this tool, not the FUSE daemon) used meanwhile,
-            # in cores: how much the shared machine disturbed this figure.
+            # CPU that other processes (not this tool, not the FUSE daemon or S3 server)
+            # used meanwhile, in cores: how much the shared machine disturbed this figure.
             others = max(0.0, busy - s.cpu - remote.get("cpu_s", 0.0)) / max(s.wall, 1e-9)
-            size, files = store_usage(backing_store)
+            size, files = side.usage(tool.name)
             ok = s.rc == 0
             verdict = "ok" if ok else f"FAILED: exit {s.rc}: {s.stderr_tail[:200]}"
             if ok and verify:
@@ -256,7 +354,7 @@ class Runner:
             step("switch_v2", tool.switch_v2(p), verify="v2")
         if not a.keep:
             rmtree(base)
-            rmtree(p.store)
+            side.clear(tool.name)
         return rows
 
 
@@ -290,7 +388,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--preset", choices=sorted(generate.PRESETS), default="small")
-    ap.add_argument("--remote", choices=["local", "drive", "both"], default="local")
+    ap.add_argument(
+        "--remote",
+        choices=list(REMOTES),
+        default="local",
+        help="both = local + drive; all = local + drive + s3 (moto on loopback)",
+    )
     ap.add_argument("--tools", default="cas,targz,tarzstd,restic,borg")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/cas-bench"))
@@ -354,7 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     dataset = generate.ensure_dataset(args.workdir / "data", args.preset, args.seed, log=log)
     runner = Runner(args, dataset)
     runner.notes += skipped
-    remotes = ["local", "drive"] if args.remote == "both" else [args.remote]
+    remotes = REMOTES[args.remote]
+    if "s3" in remotes:
+        why = s3remote.available()
+        if why:
+            log(f"s3: {why}")
+            if remotes == ["s3"]:
+                return 2
+            remotes = [r for r in remotes if r != "s3"]
     results = []
     for remote in remotes:
         log(f"=== remote: {remote} ===")

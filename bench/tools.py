@@ -1,7 +1,8 @@
 """The tools under test, each as the commands a user would type.
 
 Every tool gets its own store folder on the remote (local disk, or the Drive-like FUSE
-mount), its own worktree, and for restores an empty cache folder. A tool is a small class
+mount) or its own prefix in the S3 remote's bucket, its own worktree, and for restores an
+empty cache folder. A tool is a small class
 whose methods return the argv of one operation; the runner times them.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .measure import tool_version
+from .s3 import S3Loc, child_env
 
 BENCH_PKG_PARENT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,7 @@ class Place:
     cache: Path  # the tool's normal local cache (commits)
     fresh_cache: Path  # an empty cache for restore and switch
     scratch: Path  # anything else the tool needs on local disk
+    s3: S3Loc | None = None  # on the S3 remote: the tool's prefix there (store is unused)
 
 
 def sh(script: str) -> list[str]:
@@ -40,6 +43,20 @@ def q(p: Path | str) -> str:
     return shlex.quote(str(p))
 
 
+def s3_cmd(p: Place, op: str, name: str) -> str:
+    """The shell words of bench/s3.py moving one object of the tool's prefix."""
+    assert p.s3 is not None
+    args = [sys.executable, "-m", "bench.s3", op, p.s3.endpoint, p.s3.bucket, p.s3.key(name)]
+    return " ".join(q(a) for a in args)
+
+
+def bench_env(p: Place) -> dict[str, str]:
+    """os.environ with bench importable, and on S3 the pinned credentials."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(BENCH_PKG_PARENT)
+    return child_env(env) if p.s3 else env
+
+
 class Tool:
     name = ""
     label = ""
@@ -48,6 +65,10 @@ class Tool:
 
     def available(self) -> str | None:
         """None if usable, else why not."""
+        return None
+
+    def unsupported(self, remote: str) -> str | None:
+        """None if the tool runs on that remote, else why not."""
         return None
 
     def version(self) -> str:
@@ -105,12 +126,14 @@ class Cas(Tool):
     def env(self, p: Place) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("CAS_CACHE_DIR", None)
-        return env
+        return child_env(env) if p.s3 else env
+
+    def _store(self, p: Place) -> str:
+        return p.s3.cas_url() if p.s3 else str(p.store)
 
     def setup(self, p: Place) -> list[list[str]]:
-        return [
-            [*self._cas(), "-q", "--cache-dir", str(p.cache), "init", str(p.store), str(p.work)]
-        ]
+        cas = [*self._cas(), "-q", "--cache-dir", str(p.cache)]
+        return [[*cas, "init", self._store(p), str(p.work)]]
 
     def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
         argv = [*self._cas(), "-q", "--cache-dir", str(p.cache), "-C", str(p.work), "commit"]
@@ -120,7 +143,7 @@ class Cas(Tool):
 
     def restore_v1(self, p: Place) -> list[str]:
         cas = [*self._cas(), "-q", "--cache-dir", str(p.fresh_cache)]
-        return [*cas, "clone", str(p.store), str(p.restore), "--ref", "v1"]
+        return [*cas, "clone", self._store(p), str(p.restore), "--ref", "v1"]
 
     def switch_v2(self, p: Place) -> list[str]:
         cas = [*self._cas(), "-q", "--cache-dir", str(p.fresh_cache), "-C", str(p.restore)]
@@ -142,21 +165,29 @@ class TarGz(Tool):
         return [sys.executable, "-m", "bench.blog", *(str(a) for a in args)]
 
     def env(self, p: Place) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(BENCH_PKG_PARENT)
-        return env
+        return bench_env(p)
 
     def setup(self, p: Place) -> list[list[str]]:
-        return [["mkdir", "-p", str(p.store)]]
+        return [] if p.s3 else [["mkdir", "-p", str(p.store)]]
 
     def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
-        return self._blog("save", p.work, p.store / f"assets-{version}.tar.gz")
+        name = f"assets-{version}.tar.gz"
+        if p.s3:  # tar czf - | aws s3 cp - s3://...
+            blog = " ".join(q(a) for a in self._blog("save", p.work, "-"))
+            return sh(f"{blog} | {s3_cmd(p, 'put', name)}")
+        return self._blog("save", p.work, p.store / name)
+
+    def _get(self, p: Place, op: str, version: str) -> list[str]:
+        name = f"assets-{version}.tar.gz"
+        if p.s3:  # download the object to local disk, then extract
+            return self._blog(f"{op}-s3", p.s3.endpoint, p.s3.bucket, p.s3.key(name), p.restore)
+        return self._blog(op, p.store / name, p.restore)
 
     def restore_v1(self, p: Place) -> list[str]:
-        return self._blog("restore", p.store / "assets-v1.tar.gz", p.restore)
+        return self._get(p, "restore", "v1")
 
     def switch_v2(self, p: Place) -> list[str]:
-        return self._blog("switch", p.store / "assets-v2.tar.gz", p.restore)
+        return self._get(p, "switch", "v2")
 
 
 class TarZstd(Tool):
@@ -172,26 +203,32 @@ class TarZstd(Tool):
         zstd = tool_version(["zstd", "--version"]).strip("* ")
         return zstd + "; " + tool_version(["tar", "--version"])
 
+    def env(self, p: Place) -> dict[str, str]:
+        return bench_env(p)
+
     def setup(self, p: Place) -> list[list[str]]:
-        return [["mkdir", "-p", str(p.store)]]
+        return [] if p.s3 else [["mkdir", "-p", str(p.store)]]
 
     def commit(self, p: Place, version: str, again: bool = False) -> list[str]:
+        tar = f"tar -C {q(p.work)} -cf - ."
+        if p.s3:  # streamed into one object by a multipart upload
+            return sh(f"{tar} | zstd -T0 -q -c | {s3_cmd(p, 'put', f'assets-{version}.tar.zst')}")
         out = p.store / f"assets-{version}.tar.zst"
         return sh(
-            f"tar -C {q(p.work)} -cf - . | zstd -T0 -q -f -o {q(str(out) + '.partial')}"
+            f"{tar} | zstd -T0 -q -f -o {q(str(out) + '.partial')}"
             f" && mv -f {q(str(out) + '.partial')} {q(out)}"
         )
 
+    def _extract(self, p: Place, version: str) -> str:
+        name = f"assets-{version}.tar.zst"
+        src = f"{s3_cmd(p, 'get', name)} | zstd -dcq" if p.s3 else f"zstd -dcq {q(p.store / name)}"
+        return f"mkdir -p {q(p.restore)} && {src} | tar -xf - -C {q(p.restore)}"
+
     def restore_v1(self, p: Place) -> list[str]:
-        arc = p.store / "assets-v1.tar.zst"
-        return sh(f"mkdir -p {q(p.restore)} && zstd -dcq {q(arc)} | tar -xf - -C {q(p.restore)}")
+        return sh(self._extract(p, "v1"))
 
     def switch_v2(self, p: Place) -> list[str]:
-        arc = p.store / "assets-v2.tar.zst"
-        return sh(
-            f"rm -rf {q(p.restore)} && mkdir -p {q(p.restore)}"
-            f" && zstd -dcq {q(arc)} | tar -xf - -C {q(p.restore)}"
-        )
+        return sh(f"rm -rf {q(p.restore)} && {self._extract(p, 'v2')}")
 
 
 class Restic(Tool):
@@ -206,8 +243,9 @@ class Restic(Tool):
 
     def env(self, p: Place) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(p.store))
-        return env
+        repo = p.s3.restic_repo() if p.s3 else str(p.store)
+        env.update(RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=repo)
+        return child_env(env) if p.s3 else env
 
     def setup(self, p: Place) -> list[list[str]]:
         return [["restic", "-q", "--cache-dir", str(p.cache), "init"]]
@@ -241,6 +279,11 @@ class Borg(Tool):
 
     def available(self) -> str | None:
         return None if shutil.which("borg") else "borg not installed (apt-get install borgbackup)"
+
+    def unsupported(self, remote: str) -> str | None:
+        if remote == "s3":
+            return "borg has no S3 backend (only local paths and ssh://); not run on S3"
+        return None
 
     def version(self) -> str:
         return tool_version(["borg", "--version"]) + " (compression lz4, the default)"
