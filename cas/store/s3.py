@@ -21,6 +21,7 @@ throttling and connection errors → unavailable (transient: retried by
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -69,12 +70,35 @@ def _import_boto3() -> Any:
         import boto3
         import botocore.config
         import botocore.exceptions
+        import botocore.loaders
+        import botocore.session
     except ImportError as exc:
         raise RepositoryError(
             "s3:// stores need boto3, which is not installed",
             hint="install the extra: pip install 'cas[s3]'",
         ) from exc
     return boto3, botocore
+
+
+_LOADER_LOCK = threading.Lock()
+_loader: Any = None
+
+
+def _new_session(
+    boto3: Any, botocore: Any, profile: str | None, credentials: dict[str, str]
+) -> Any:
+    """A boto3 session whose service models come from one loader shared by the process.
+
+    Loading botocore's JSON models is most of the cost of a new session (~0.2 s); every
+    store a process opens (a notebook opens one per call) reuses the parsed models.
+    """
+    global _loader
+    with _LOADER_LOCK:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader()
+        core = botocore.session.get_session()
+        core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core, profile_name=profile, **credentials)
 
 
 def parse_s3_url(location: str) -> tuple[str, str, dict[str, str]]:
@@ -118,7 +142,7 @@ class S3Backend:
         self.prefix = prefix
         self.multipart_threshold = max(multipart_threshold, 5 << 20)
         self._max = max_connections
-        session = boto3.session.Session(profile_name=profile, **(credentials or {}))
+        session = _new_session(boto3, botocore, profile, credentials or {})
         config = botocore.config.Config(
             max_pool_connections=max_connections,
             # One attempt here: RetryingBackend retries transient errors with backoff.
