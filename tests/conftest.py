@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cas.chunking import ChunkerParams
+from tests.stores import KINDS, FolderStore, S3Store, StoreUnderTest
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
@@ -93,8 +94,7 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
-@pytest.fixture
-def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def set_s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Throwaway credentials in the environment (boto3 reads them; cas never does)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_CREDENTIALS["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_CREDENTIALS["aws_secret_access_key"])
@@ -103,6 +103,31 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Throwaway credentials in the environment for this test."""
+    set_s3_env(monkeypatch)
+
+
+# ---------------------------------------------------------------------------- stores
+
+
+@pytest.fixture(scope="session", params=[KINDS[0], pytest.param(KINDS[1], marks=pytest.mark.s3)])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for a store runs once on a folder and once on the S3 server."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreUnderTest:
+    """Where this test may create a store of its own (nothing there yet)."""
+    if store_kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        request.getfixturevalue("s3_env")
+        return S3Store(server, server.new_bucket())
+    return FolderStore(tmp_path / "store")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 
 import cas
 from tests.conftest import SMALL_CHUNKER
+from tests.stores import StoreUnderTest
 
 DRIVER = Path(__file__).with_name("driver.py")
 PACK = 256 * 1024  # small packs: a commit writes many, so checkpoints happen
@@ -66,9 +67,10 @@ def change_to_v2(root: Path, rng: random.Random) -> None:
 
 @dataclass
 class Scene:
-    """A store whose main branch is at v1, and a worktree with v2's changes."""
+    """A store (a folder, or a prefix on the loopback S3 server) whose main branch is at
+    v1, and a worktree with v2's changes."""
 
-    store: Path
+    store: StoreUnderTest
     wt: Path
     v1: dict[str, tuple[str, int, str]]
     v2: dict[str, tuple[str, int, str]]
@@ -91,7 +93,7 @@ class Scene:
         """Clone ``ref`` into a new folder with a new cache; return its digest."""
         dest = self.tmp / name
         repo = cas.clone(
-            self.store, dest, ref=ref, cache_dir=self.tmp / f"cache-{name}", progress=False
+            self.store.location, dest, ref=ref, cache_dir=self.tmp / f"cache-{name}", progress=False
         )
         repo.close()
         return digest(dest)
@@ -104,15 +106,15 @@ class Scene:
 
 
 @pytest.fixture
-def scene(tmp_path: Path) -> Scene:
+def scene(new_store: StoreUnderTest, tmp_path: Path) -> Scene:
     rng = random.Random(1234)
     wt = tmp_path / "wt"
     wt.mkdir()
     write_v1(wt, rng)
     v1 = digest(wt)
     with cas.init(
-        tmp_path / "store", wt, progress=False, chunker=SMALL_CHUNKER, pack_size=PACK
+        new_store.location, wt, progress=False, chunker=SMALL_CHUNKER, pack_size=PACK
     ) as repo:
         repo.commit("v1", tag="v1")
     change_to_v2(wt, rng)
-    return Scene(tmp_path / "store", wt, v1, digest(wt), tmp_path)
+    return Scene(new_store, wt, v1, digest(wt), tmp_path)

@@ -29,10 +29,10 @@ COMMIT_POINTS = [
 def _full_commit_bytes(scene: Scene) -> int:
     """What an uninterrupted commit of the same change uploads (measured on a copy)."""
     other = scene.tmp / "measure"
-    shutil.copytree(scene.store, other / "store")
+    store = scene.store.copy(other / "store")
     shutil.copytree(scene.wt, other / "wt", symlinks=True)
     (other / "wt" / ".cas" / "worktree.json").write_text(
-        json.dumps({"format": 1, "store": str(other / "store")})
+        json.dumps({"format": 1, "store": store.location})
     )
     with cas.open(other / "wt", progress=False, cache_dir=other / "cache") as repo:
         return repo.commit("v2").stored_bytes

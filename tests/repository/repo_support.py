@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,12 @@ from cas.hashing import hash_bytes
 from cas.history import flatten_tree, iter_tree, resolve_ref
 from cas.ids import ObjectId
 from cas.index import BlobLocation
-from cas.layout import pack_key
 from cas.objects import ChunkRef, Commit, EntryKind, Tree, TreeEntry
 from cas.packs import KIND_CHUNK
 from cas.repository import Repository
 from cas.store import open_backend
 from tests.assets import AssetInfo, AssetSpec, Mutation, Node, snapshot_tree
+from tests.stores import StoreUnderTest
 
 # A few hundred files and a few MB: the fast variant that runs in the default suite.
 FAST_SPEC = AssetSpec(small_files=300, classes=10, large_bytes=2 << 20, jsonl_lines=150)
@@ -34,7 +33,7 @@ MINI_SPEC = AssetSpec(
 class Built:
     """A store holding v1 and v2 of a generated folder (built once per session)."""
 
-    store: Path
+    store: StoreUnderTest
     info: AssetInfo
     mutation: Mutation
     snap1: dict[str, Node]
@@ -45,10 +44,14 @@ class Built:
     pack_size: int
 
 
-def clone(store: Path, dest: Path, ref: str | None = None, **kw: object) -> Repo:
+def clone(store: StoreUnderTest | Path, dest: Path, ref: str | None = None, **kw: object) -> Repo:
     """``cas.clone`` into ``dest`` with a fresh cache of its own and no progress bar."""
     kw.setdefault("cache_dir", dest.parent / f"{dest.name}-cache")
-    return cas.clone(store, dest, ref=ref, progress=False, **kw)  # type: ignore[arg-type]
+    return cas.clone(_where(store), dest, ref=ref, progress=False, **kw)  # type: ignore[arg-type]
+
+
+def _where(store: StoreUnderTest | Path) -> str:
+    return store.location if isinstance(store, StoreUnderTest) else str(store)
 
 
 def fingerprint(root: Path, *, ignore: tuple[str, ...] = ()) -> dict[str, Node]:
@@ -75,9 +78,9 @@ def without(snap: dict[str, Node], prefixes: list[str]) -> dict[str, Node]:
     }
 
 
-def open_store(store: Path) -> Repository:
+def open_store(store: StoreUnderTest | Path) -> Repository:
     """The store opened with the lower-level API, without a local cache."""
-    return Repository.open(open_backend(str(store)), cache_root=None, writer="test")
+    return Repository.open(open_backend(_where(store)), cache_root=None, writer="test")
 
 
 def file_entry_at(r: Repository, ref: str, path: str) -> TreeEntry:
@@ -93,13 +96,8 @@ def chunk_location(r: Repository, chunk_id: bytes) -> BlobLocation:
     return loc
 
 
-def pack_file(store: Path, pack_id: ObjectId) -> Path:
-    """The file of a pack in a folder store."""
-    return store / pack_key(pack_id)
-
-
 def flip_byte(path: Path, offset: int) -> bytes:
-    """Invert one byte of a file in place; return the file's bytes before."""
+    """Invert one byte of a local file (a cached pack); return the file's bytes before."""
     data = path.read_bytes()
     damaged = bytearray(data)
     damaged[offset] ^= 0xFF
@@ -168,16 +166,6 @@ def tree_of(*entries: TreeEntry, sort: bool = True) -> Tree:
     """A tree of ``entries`` (sorted by name bytes unless ``sort`` is false)."""
     rows = sorted(entries, key=lambda e: os.fsencode(e.name)) if sort else list(entries)
     return Tree(tuple(rows))
-
-
-def copy_store(src: Path, dest: Path) -> Path:
-    """A private copy of a store folder.
-
-    Files are hard links (fast): stored objects are never changed in place, and the
-    helpers that damage a store (:func:`replace_bytes`) write a new file.
-    """
-    shutil.copytree(src, dest, symlinks=True, copy_function=os.link)
-    return dest
 
 
 def replace_bytes(path: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from cas.errors import (
     UnsupportedFormatError,
 )
 from cas.hashing import hash_bytes
-from cas.layout import commit_key
+from cas.layout import commit_key, pack_key
 from cas.objects import Tree
 from cas.repository import Repository
 from tests.assets import assert_same_tree
@@ -38,24 +38,23 @@ from tests.repository.repo_support import (
     fingerprint,
     flip_byte,
     open_store,
-    pack_file,
-    replace_bytes,
     store_tree,
     symlink_entry,
     tree_of,
     user_files,
     write_crafted_commit,
 )
+from tests.stores import StoreUnderTest
 
 
 @contextlib.contextmanager
-def untouched(store: Path, *worktrees: Path) -> Iterator[None]:
+def untouched(store: StoreUnderTest, *worktrees: Path) -> Iterator[None]:
     """Assert that the store (every file and folder) and the worktrees' user files and
     HEAD are the same after the block as before it."""
-    before_store = fingerprint(store)
+    before_store = store.fingerprint()
     before_wts = [(user_files(w), _head(w)) for w in worktrees]
     yield
-    assert fingerprint(store) == before_store, "the store changed"
+    assert store.fingerprint() == before_store, "the store changed"
     for w, (files, head) in zip(worktrees, before_wts, strict=True):
         assert_same_tree(files, user_files(w))
         assert _head(w) == head, f"{w}: HEAD changed"
@@ -79,7 +78,7 @@ def _assert_left_empty(path: Path) -> None:
 # ---------------------------------------------------------------------------- unknown refs
 
 
-def test_unknown_ref(mini_store: Path, tmp_path: Path):
+def test_unknown_ref(mini_store: StoreUnderTest, tmp_path: Path):
     store = mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "v1") as repo, untouched(store, wt):
@@ -111,19 +110,21 @@ def test_unknown_ref(mini_store: Path, tmp_path: Path):
 # ---------------------------------------------------------------------------- damaged packs
 
 
-def _small_file_chunk(store: Path, built: Built, ref: str = "v2"):
-    """(path, its first chunk's location, its pack file) for a small image of ``ref``."""
+def _small_file_chunk(store: StoreUnderTest, built: Built, ref: str = "v2"):
+    """(path, its first chunk's location, its pack's key) for a small image of ``ref``."""
     r = open_store(store)
     path = sorted(p for p in built.info.small if "new_" not in p)[7]
     entry = file_entry_at(r, ref, path)
     loc = chunk_location(r, entry.chunks[0].chunk_id)
-    return path, loc, pack_file(store, loc.pack_id)
+    return path, loc, pack_key(loc.pack_id)
 
 
-def test_flipped_byte_in_a_pack_fresh_clone(mini: Built, mini_store: Path, tmp_path: Path):
+def test_flipped_byte_in_a_pack_fresh_clone(
+    mini: Built, mini_store: StoreUnderTest, tmp_path: Path
+):
     built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
-    flip_byte(pack, loc.offset + loc.stored_len // 2)
+    store.flip_byte(pack, loc.offset + loc.stored_len // 2)
     fresh = _empty_folder(tmp_path / "fresh")
     with untouched(store), pytest.raises(IntegrityError) as exc:
         clone(store, fresh, "v2")
@@ -132,17 +133,19 @@ def test_flipped_byte_in_a_pack_fresh_clone(mini: Built, mini_store: Path, tmp_p
     _assert_left_empty(fresh)
 
 
-def test_corrupt_pack_fetched_whole_names_the_files(mini: Built, mini_store: Path, tmp_path: Path):
+def test_corrupt_pack_fetched_whole_names_the_files(
+    mini: Built, mini_store: StoreUnderTest, tmp_path: Path
+):
     built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
-    flip_byte(pack, loc.offset + loc.stored_len // 2)
+    store.flip_byte(pack, loc.offset + loc.stored_len // 2)
     with pytest.raises(IntegrityError) as exc:
         clone(store, _empty_folder(tmp_path / "fresh"), "v2")
     assert path in str(exc.value)  # invariant 6: the pack and the files it belongs to
 
 
 def test_flipped_byte_in_a_needed_range_names_pack_and_file(
-    mini: Built, mini_store: Path, tmp_path: Path
+    mini: Built, mini_store: StoreUnderTest, tmp_path: Path
 ):
     """One small file missing locally, no cached packs: its chunk is read as a range."""
     built, store = mini, mini_store
@@ -150,7 +153,7 @@ def test_flipped_byte_in_a_needed_range_names_pack_and_file(
     wt = tmp_path / "wt"
     clone(store, wt, "v2").close()
     (wt / path).unlink()
-    flip_byte(pack, loc.offset + loc.stored_len // 2)
+    store.flip_byte(pack, loc.offset + loc.stored_len // 2)
     with (
         cas.open(wt, cache_dir=tmp_path / "empty-cache", progress=False) as repo,
         untouched(store, wt),
@@ -164,7 +167,9 @@ def test_flipped_byte_in_a_needed_range_names_pack_and_file(
     assert not staging.exists() or not os.listdir(staging)  # no half-staged files left
 
 
-def test_flipped_byte_never_reaches_an_existing_file(built: Built, store: Path, tmp_path: Path):
+def test_flipped_byte_never_reaches_an_existing_file(
+    built: Built, store: StoreUnderTest, tmp_path: Path
+):
     """v1 → v2 where a new chunk of the large file is damaged: the file keeps v1's bytes;
     with the pack repaired, the same checkout succeeds."""
     r = open_store(store)
@@ -174,35 +179,36 @@ def test_flipped_byte_never_reaches_an_existing_file(built: Built, store: Path, 
     loc = chunk_location(r, new[len(new) // 2].chunk_id)
     wt = tmp_path / "wt"
     clone(store, wt, "v1").close()
-    original = flip_byte(pack_file(store, loc.pack_id), loc.offset + loc.stored_len // 2)
+    original = store.flip_byte(pack_key(loc.pack_id), loc.offset + loc.stored_len // 2)
     with cas.open(wt, cache_dir=tmp_path / "wt-cache", progress=False) as repo:
         with untouched(store, wt), pytest.raises(IntegrityError):
             repo.checkout("v2")
         assert_same_tree(built.snap1, wt)
-        replace_bytes(pack_file(store, loc.pack_id), original)
+        store.write(pack_key(loc.pack_id), original)
         repo.checkout("v2")
     assert_same_tree(built.snap2, wt)
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.05])
-def test_truncated_pack_fresh_clone(mini: Built, mini_store: Path, tmp_path: Path, keep: float):
+def test_truncated_pack_fresh_clone(
+    mini: Built, mini_store: StoreUnderTest, tmp_path: Path, keep: float
+):
     built, store = mini, mini_store
     _path, _loc, pack = _small_file_chunk(store, built)
-    data = pack.read_bytes()
-    replace_bytes(pack, data[: int(len(data) * keep)])
+    store.truncate(pack, int(len(store.read(pack)) * keep))
     fresh = _empty_folder(tmp_path / "fresh")
     with untouched(store), pytest.raises(IntegrityError):
         clone(store, fresh, "v2")
     _assert_left_empty(fresh)
 
 
-def test_truncated_pack_range_read(mini: Built, mini_store: Path, tmp_path: Path):
+def test_truncated_pack_range_read(mini: Built, mini_store: StoreUnderTest, tmp_path: Path):
     built, store = mini, mini_store
     path, loc, pack = _small_file_chunk(store, built)
     wt = tmp_path / "wt"
     clone(store, wt, "v2").close()
     (wt / path).unlink()
-    replace_bytes(pack, pack.read_bytes()[: loc.offset + 1])
+    store.truncate(pack, loc.offset + 1)
     with (
         cas.open(wt, cache_dir=tmp_path / "empty-cache", progress=False) as repo,
         untouched(store, wt),
@@ -212,7 +218,7 @@ def test_truncated_pack_range_read(mini: Built, mini_store: Path, tmp_path: Path
     assert not (wt / path).exists()
 
 
-def test_damaged_cached_pack_is_refetched(mini: Built, mini_store: Path, tmp_path: Path):
+def test_damaged_cached_pack_is_refetched(mini: Built, mini_store: StoreUnderTest, tmp_path: Path):
     """The local cache is only an accelerator: a damaged cached pack is dropped and the
     chunk read from the store."""
     built, store = mini, mini_store
@@ -277,7 +283,7 @@ def _hostile_root(r: Repository, name: str, *, nested: bool) -> Tree:
 
 @pytest.mark.parametrize("nested", [False, True], ids=["root", "nested"])
 @pytest.mark.parametrize("case", sorted(HOSTILE_NAMES))
-def test_hostile_name_in_a_tree(mini_store: Path, sandbox: Path, case: str, nested: bool):
+def test_hostile_name_in_a_tree(mini_store: StoreUnderTest, sandbox: Path, case: str, nested: bool):
     store = mini_store
     name = HOSTILE_NAMES[case]
     if name == "<abs>":
@@ -302,7 +308,7 @@ def test_hostile_name_in_a_tree(mini_store: Path, sandbox: Path, case: str, nest
 
 
 @pytest.mark.parametrize("kind", ["file", "dir"])
-def test_dot_cas_at_the_root_is_refused(mini_store: Path, sandbox: Path, kind: str):
+def test_dot_cas_at_the_root_is_refused(mini_store: StoreUnderTest, sandbox: Path, kind: str):
     store = mini_store
     r = open_store(store)
     if kind == "file":
@@ -324,7 +330,7 @@ def test_dot_cas_at_the_root_is_refused(mini_store: Path, sandbox: Path, kind: s
         assert fingerprint(wt / ".cas", ignore=("statcache", "lock")) == meta
 
 
-def test_dot_cas_below_the_root_is_an_ordinary_name(mini_store: Path, sandbox: Path):
+def test_dot_cas_below_the_root_is_an_ordinary_name(mini_store: StoreUnderTest, sandbox: Path):
     store = mini_store
     r = open_store(store)
     sub = dir_entry("sub", store_tree(r, tree_of(file_entry(".cas", PAYLOAD))))
@@ -337,7 +343,7 @@ def test_dot_cas_below_the_root_is_an_ordinary_name(mini_store: Path, sandbox: P
 # ---------------------------------------------------------------------------- symlinks
 
 
-def test_symlink_and_folder_of_the_same_name_in_one_tree(mini_store: Path, sandbox: Path):
+def test_symlink_and_folder_of_the_same_name_in_one_tree(mini_store: StoreUnderTest, sandbox: Path):
     """A crafted tree lists ``evil -> outside`` and a folder ``evil/`` holding a file."""
     store = mini_store
     r = open_store(store)
@@ -362,7 +368,7 @@ def test_symlink_and_folder_of_the_same_name_in_one_tree(mini_store: Path, sandb
 
 
 @pytest.fixture
-def link_then_folder(mini_store: Path, sandbox: Path) -> Path:
+def link_then_folder(mini_store: StoreUnderTest, sandbox: Path) -> Path:
     """Tags: ``link`` (evil -> outside), ``folder`` (evil/payload), ``plain`` (no evil)."""
     store = mini_store
     r = open_store(store)
@@ -477,7 +483,9 @@ def test_tracked_folder_replaced_by_a_symlink_is_restored_with_force(
 # ---------------------------------------------------------------------------- dirty worktree
 
 
-def test_dirty_worktree_refuses_then_force_proceeds(mini: Built, mini_store: Path, tmp_path: Path):
+def test_dirty_worktree_refuses_then_force_proceeds(
+    mini: Built, mini_store: StoreUnderTest, tmp_path: Path
+):
     built, store = mini, mini_store
     wt = tmp_path / "wt"
     added = sorted(built.mutation.added)[0]
@@ -494,7 +502,7 @@ def test_dirty_worktree_refuses_then_force_proceeds(mini: Built, mini_store: Pat
     assert_same_tree(built.snap2, wt)
 
 
-def test_deleted_file_is_not_a_conflict(mini: Built, mini_store: Path, tmp_path: Path):
+def test_deleted_file_is_not_a_conflict(mini: Built, mini_store: StoreUnderTest, tmp_path: Path):
     built, store = mini, mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "v1") as repo:
@@ -503,7 +511,9 @@ def test_deleted_file_is_not_a_conflict(mini: Built, mini_store: Path, tmp_path:
     assert_same_tree(built.snap2, wt)
 
 
-def test_clone_into_a_folder_with_conflicting_files(mini: Built, mini_store: Path, tmp_path: Path):
+def test_clone_into_a_folder_with_conflicting_files(
+    mini: Built, mini_store: StoreUnderTest, tmp_path: Path
+):
     built, store = mini, mini_store
     dest = _empty_folder(tmp_path / "dest")
     (dest / "README.md").write_bytes(b"mine\n")
@@ -518,14 +528,13 @@ def test_clone_into_a_folder_with_conflicting_files(mini: Built, mini_store: Pat
 # ---------------------------------------------------------------------------- newer formats
 
 
-def _rewrite_config(store: Path, **changes: object) -> None:
-    path = store / "config"
-    config = decode_config(path.read_bytes())
-    replace_bytes(path, encode_config(dataclasses.replace(config, **changes)))  # type: ignore[arg-type]
+def _rewrite_config(store: StoreUnderTest, **changes: object) -> None:
+    config = decode_config(store.read("config"))
+    store.write("config", encode_config(dataclasses.replace(config, **changes)))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("changes", [{"format_version": 2}, {"mandatory_features": ("zz-future",)}])
-def test_store_of_a_newer_format(mini_store: Path, tmp_path: Path, changes):
+def test_store_of_a_newer_format(mini_store: StoreUnderTest, tmp_path: Path, changes):
     store = mini_store
     wt = tmp_path / "wt"
     clone(store, wt, "v1").close()
@@ -539,14 +548,14 @@ def test_store_of_a_newer_format(mini_store: Path, tmp_path: Path, changes):
     _assert_left_empty(fresh)
 
 
-def test_optional_unknown_feature_is_fine(mini: Built, mini_store: Path, tmp_path: Path):
+def test_optional_unknown_feature_is_fine(mini: Built, mini_store: StoreUnderTest, tmp_path: Path):
     built, store = mini, mini_store
     _rewrite_config(store, optional_features=("zz-nice-to-have",))
     clone(store, tmp_path / "wt", "v2").close()
     assert_same_tree(built.snap2, tmp_path / "wt")
 
 
-def test_commit_of_a_newer_format(mini_store: Path, tmp_path: Path):
+def test_commit_of_a_newer_format(mini_store: StoreUnderTest, tmp_path: Path):
     store = mini_store
     r = open_store(store)
     v1 = r.load_commit(r.refs.state("tags/v1").target)
@@ -572,7 +581,7 @@ def test_commit_of_a_newer_format(mini_store: Path, tmp_path: Path):
             repo.log("future")
 
 
-def test_errors_are_cas_errors_with_a_hint(mini_store: Path, tmp_path: Path):
+def test_errors_are_cas_errors_with_a_hint(mini_store: StoreUnderTest, tmp_path: Path):
     """Every error above is a CasError whose one-line message names the object."""
     store = mini_store
     with clone(store, tmp_path / "wt", "v1") as repo, pytest.raises(CasError) as exc:

@@ -21,6 +21,7 @@ import cas
 from tests.assets import AssetSpec, compare_snapshots, generate_assets, snapshot_tree
 from tests.conftest import SMALL_CHUNKER, SMALL_PACK
 from tests.repository.repo_support import clone
+from tests.stores import StoreUnderTest
 
 MANY_SMALL = AssetSpec(small_files=600, small_min=512, small_max=2_048, large_bytes=64 << 10)
 
@@ -39,13 +40,15 @@ def stalls_before_pwrite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "pwrite", pwrite)
 
 
-def test_parallel_checkout_of_many_small_files(stalls_before_pwrite: None, tmp_path: Path):
+def test_parallel_checkout_of_many_small_files(
+    stalls_before_pwrite: None, new_store: StoreUnderTest, tmp_path: Path
+):
     """Regression: ``_Stager.write`` used a cached fd outside its lock while another fetch
     thread could evict and close it and the number be reused for another staged file;
     ~25 of 600 files came out zero-filled or extended, and the checkout reported success."""
     generate_assets(tmp_path / "wt", MANY_SMALL, seed=401)
     with cas.init(
-        tmp_path / "store",
+        new_store.location,
         tmp_path / "wt",
         cache_dir=tmp_path / "cache",
         progress=False,
@@ -54,6 +57,6 @@ def test_parallel_checkout_of_many_small_files(stalls_before_pwrite: None, tmp_p
     ) as repo:
         repo.commit("v1")
     expected = snapshot_tree(tmp_path / "wt")
-    clone(tmp_path / "store", tmp_path / "clone").close()
+    clone(new_store, tmp_path / "clone").close()
     problems = compare_snapshots(expected, snapshot_tree(tmp_path / "clone"))
     assert not problems, f"{len(problems)} files differ: {problems[:5]}"

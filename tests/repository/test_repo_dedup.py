@@ -22,15 +22,15 @@ from tests.assets import (
 from tests.conftest import SMALL_CHUNKER, SMALL_PACK
 from tests.repository.repo_support import (
     FAST_SPEC,
-    fingerprint,
     tree_bytes_of_version,
     v2_storage_bound,
 )
+from tests.stores import StoreUnderTest
 
 
-def _small_repo(tmp_path: Path) -> cas.Repo:
+def _small_repo(new_store: StoreUnderTest, tmp_path: Path) -> cas.Repo:
     return cas.init(
-        tmp_path / "store",
+        new_store.location,
         tmp_path / "wt",
         cache_dir=tmp_path / "cache",
         progress=False,
@@ -39,9 +39,9 @@ def _small_repo(tmp_path: Path) -> cas.Repo:
     )
 
 
-def test_v2_stores_little_more_than_the_changed_bytes(tmp_path: Path):
+def test_v2_stores_little_more_than_the_changed_bytes(new_store: StoreUnderTest, tmp_path: Path):
     info = generate_assets(tmp_path / "wt", FAST_SPEC, seed=201)
-    with _small_repo(tmp_path) as repo:
+    with _small_repo(new_store, tmp_path) as repo:
         c1 = repo.commit("v1", tag="v1")
         m = mutate_assets(tmp_path / "wt", info, seed=202, spec=FAST_SPEC)
         c2 = repo.commit("v2", tag="v2")
@@ -59,34 +59,35 @@ def test_v2_stores_little_more_than_the_changed_bytes(tmp_path: Path):
     assert c2.files == len(info.files) and c2.bytes == sum(info.files.values())
 
 
-def test_unchanged_folder_commits_only_the_commit(tmp_path: Path):
+def test_unchanged_folder_commits_only_the_commit(new_store: StoreUnderTest, tmp_path: Path):
     """Old mtimes (outside the "racy" window): the files are not even read again."""
     generate_assets(tmp_path / "wt", FAST_SPEC, seed=203)  # mtimes a day in the past
-    with _small_repo(tmp_path) as repo:
+    with _small_repo(new_store, tmp_path) as repo:
         wait_out_racy_window(tmp_path / "wt")
         first = repo.commit("v1")
         assert first.scanned_bytes == first.bytes > 0
-        before = fingerprint(tmp_path / "store")
+        before = new_store.objects()
         again = repo.commit("again")
         log = repo.log()
     assert (again.new_bytes, again.stored_bytes, again.scanned_bytes) == (0, 0, 0)
     assert again.bytes == first.bytes
     assert [e.commit_id for e in log] == [again.commit_id, first.commit_id]
-    # Only a commit object, the branch's new ref entry and its claim on that step (the
-    # folder store enforces create-only writes) were added to the store.
-    after = fingerprint(tmp_path / "store")
-    old_files = {p: n for p, n in before.items() if n.kind == "file"}
-    assert {p: n for p, n in after.items() if p in old_files} == old_files
-    new_files = sorted(p for p, n in after.items() if p not in before and n.kind == "file")
+    # Only a commit object, the branch's new ref entry and its claim on that step (both
+    # kinds of store enforce create-only writes) were added to the store.
+    after = new_store.objects()
+    assert {p: d for p, d in after.items() if p in before} == before
+    new_files = sorted(p for p in after if p not in before)
     assert len(new_files) == 3
     assert new_files[0].startswith("commits/")
     assert new_files[1].startswith("refs/claims/heads/main/")
     assert new_files[2].startswith("refs/heads/main/")
 
 
-def test_unchanged_commit_with_fresh_mtimes_reads_but_stores_nothing(tmp_path: Path):
+def test_unchanged_commit_with_fresh_mtimes_reads_but_stores_nothing(
+    new_store: StoreUnderTest, tmp_path: Path
+):
     generate_assets(tmp_path / "wt", FAST_SPEC, seed=204)
-    with _small_repo(tmp_path) as repo:
+    with _small_repo(new_store, tmp_path) as repo:
         repo.commit("v1")
         age_tree(tmp_path / "wt", seed=5)  # new mtimes: the stat cache cannot vouch
         again = repo.commit("touched")
@@ -95,7 +96,7 @@ def test_unchanged_commit_with_fresh_mtimes_reads_but_stores_nothing(tmp_path: P
     assert again.stored_bytes < 64 * 1024  # … but no chunk is stored again
 
 
-def test_insert_100_bytes_near_the_start_of_a_large_file(tmp_path: Path):
+def test_insert_100_bytes_near_the_start_of_a_large_file(new_store: StoreUnderTest, tmp_path: Path):
     """Default chunker: content-defined cuts re-align right after the insertion."""
     wt = tmp_path / "wt"
     wt.mkdir()
@@ -105,7 +106,7 @@ def test_insert_100_bytes_near_the_start_of_a_large_file(tmp_path: Path):
         for _ in range(8):
             f.write(f16_bytes(rng, 8 << 20))  # 64 MiB
     params = ChunkerParams()
-    with cas.init(tmp_path / "store", wt, cache_dir=tmp_path / "cache", progress=False) as repo:
+    with cas.init(new_store.location, wt, cache_dir=tmp_path / "cache", progress=False) as repo:
         c1 = repo.commit("v1")
         insert_bytes(big, 4_321, rng.randbytes(100))
         c2 = repo.commit("v2")

@@ -29,11 +29,11 @@ from tests.crash.faulty import NoCreateOnly
 from tests.repository.repo_support import (
     Built,
     clone,
-    fingerprint,
     sub_snapshot,
     user_files,
     without,
 )
+from tests.stores import StoreUnderTest
 
 
 def _expected_changes(a: dict[str, Node], b: dict[str, Node]) -> set[tuple[str, str]]:
@@ -53,7 +53,9 @@ def _expected_changes(a: dict[str, Node], b: dict[str, Node]) -> set[tuple[str, 
 # ---------------------------------------------------------------------------- status, diff
 
 
-def test_status_reports_added_modified_deleted_with_sizes(mini: Built, mini_store: Path, tmp_path):
+def test_status_reports_added_modified_deleted_with_sizes(
+    mini: Built, mini_store: StoreUnderTest, tmp_path
+):
     built, store = mini, mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "main") as repo:
@@ -80,7 +82,9 @@ def test_status_reports_added_modified_deleted_with_sizes(mini: Built, mini_stor
     assert set(st.deleted) == {(gone, gone_size)}
 
 
-def test_diff_between_versions_and_against_the_worktree(mini: Built, mini_store: Path, tmp_path):
+def test_diff_between_versions_and_against_the_worktree(
+    mini: Built, mini_store: StoreUnderTest, tmp_path
+):
     built, store = mini, mini_store
     expected = _expected_changes(built.snap1, built.snap2)
     assert ("outputs/empty_next", "added") in expected
@@ -99,7 +103,7 @@ def test_diff_between_versions_and_against_the_worktree(mini: Built, mini_store:
         assert repo.diff() == []
 
 
-def test_worktree_diff_agrees_with_the_diff_of_its_commit(mini_store: Path, tmp_path):
+def test_worktree_diff_agrees_with_the_diff_of_its_commit(mini_store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     with clone(mini_store, wt, "main") as repo:
         (wt / "newdir" / "sub").mkdir(parents=True)
@@ -115,7 +119,7 @@ def test_worktree_diff_agrees_with_the_diff_of_its_commit(mini_store: Path, tmp_
 # ---------------------------------------------------------------------------- log, show
 
 
-def test_log_order_and_labels(mini_store: Path, tmp_path):
+def test_log_order_and_labels(mini_store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     with clone(mini_store, wt, "main") as repo:
         v1, v2 = repo.resolve("v1"), repo.resolve("v2")
@@ -150,7 +154,7 @@ def test_log_order_and_labels(mini_store: Path, tmp_path):
 # ---------------------------------------------------------------------------- tags
 
 
-def test_tags_are_immutable_unless_forced(mini_store: Path, tmp_path):
+def test_tags_are_immutable_unless_forced(mini_store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     store = mini_store
     with clone(store, wt, "main") as repo:
@@ -165,10 +169,10 @@ def test_tags_are_immutable_unless_forced(mini_store: Path, tmp_path):
         assert repo.resolve("v1") == v1
         # commit(tag=) with an existing tag is refused before anything is committed.
         (wt / "README.md").write_bytes(b"changed\n")
-        store_before = fingerprint(store)
+        store_before = store.fingerprint()
         with pytest.raises(AlreadyExistsError):
             repo.commit("would be v3", tag="v2")
-        assert fingerprint(store) == store_before
+        assert store.fingerprint() == store_before
         assert repo.head.commit == v2
         assert repo.tag("v1", "v2", force=True).commit_id == v2
         assert repo.resolve("v1") == v2
@@ -184,7 +188,7 @@ def test_tags_are_immutable_unless_forced(mini_store: Path, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["has space", "../up", "-dash", "a..b", "HEAD", "deadbeef12"])
-def test_invalid_ref_names_are_cas_errors(mini_store: Path, tmp_path, name: str):
+def test_invalid_ref_names_are_cas_errors(mini_store: StoreUnderTest, tmp_path, name: str):
     with clone(mini_store, tmp_path / "wt", "v2") as repo:
         for call in (
             lambda: repo.tag(name),
@@ -198,7 +202,7 @@ def test_invalid_ref_names_are_cas_errors(mini_store: Path, tmp_path, name: str)
 # ---------------------------------------------------------------------------- branches
 
 
-def test_branch_create_checkout_commit_delete(mini_store: Path, tmp_path):
+def test_branch_create_checkout_commit_delete(mini_store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     with clone(mini_store, wt, "main") as repo:
         v1, v2 = repo.resolve("v1"), repo.resolve("v2")
@@ -232,7 +236,7 @@ def test_branch_create_checkout_commit_delete(mini_store: Path, tmp_path):
         assert repo.branch("exp2", "v2", force=True).commit_id == v2
 
 
-def test_detached_checkout_refuses_to_commit(mini_store: Path, tmp_path):
+def test_detached_checkout_refuses_to_commit(mini_store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     store = mini_store
     with clone(store, wt, "main") as repo:
@@ -242,10 +246,10 @@ def test_detached_checkout_refuses_to_commit(mini_store: Path, tmp_path):
             assert result.branch is None and repo.head.branch is None
             assert repo.head.commit == v1
         (wt / "README.md").write_bytes(b"edited while detached\n")
-        before = fingerprint(store)
+        before = store.fingerprint()
         with pytest.raises(DetachedHeadError):
             repo.commit("nowhere to go")
-        assert fingerprint(store) == before
+        assert store.fingerprint() == before
         # The way out that the error's hint names: a branch, then commit on it.
         repo.branch("fix", "HEAD")
         repo.checkout("fix", force=True)  # same commit; the edit is discarded …
@@ -263,7 +267,7 @@ def _class_dir(built: Built, *, with_deleted: bool) -> str:
     return next(d for d in dirs if (d in deleted) == with_deleted)
 
 
-def test_checkout_of_some_paths(mini: Built, mini_store: Path, tmp_path):
+def test_checkout_of_some_paths(mini: Built, mini_store: StoreUnderTest, tmp_path):
     built, store = mini, mini_store
     wt = tmp_path / "wt"
     scope = [_class_dir(built, with_deleted=False), built.info.large]
@@ -287,7 +291,9 @@ def test_checkout_of_some_paths(mini: Built, mini_store: Path, tmp_path):
             repo.checkout("v1", paths=["/etc"])
 
 
-def test_partial_checkout_can_be_undone_without_force(mini: Built, mini_store: Path, tmp_path):
+def test_partial_checkout_can_be_undone_without_force(
+    mini: Built, mini_store: StoreUnderTest, tmp_path
+):
     built, store = mini, mini_store
     scope = [built.info.large]
     with clone(store, tmp_path / "wt", "main") as repo:
@@ -297,7 +303,7 @@ def test_partial_checkout_can_be_undone_without_force(mini: Built, mini_store: P
 
 
 def test_partial_checkout_of_a_symlink_can_be_undone_without_force(
-    mini: Built, mini_store: Path, tmp_path
+    mini: Built, mini_store: StoreUnderTest, tmp_path
 ):
     built, store = mini, mini_store
     link = "configs/latest.yaml"
@@ -311,7 +317,7 @@ def test_partial_checkout_of_a_symlink_can_be_undone_without_force(
 
 
 def test_partial_checkout_back_removes_what_the_version_lacks(
-    mini: Built, mini_store: Path, tmp_path
+    mini: Built, mini_store: StoreUnderTest, tmp_path
 ):
     built, store = mini, mini_store
     folder = _class_dir(built, with_deleted=True)
@@ -326,7 +332,7 @@ def test_partial_checkout_back_removes_what_the_version_lacks(
 # ---------------------------------------------------------------------------- .casignore
 
 
-def test_casignore_is_respected(mini: Built, mini_store: Path, tmp_path):
+def test_casignore_is_respected(mini: Built, mini_store: StoreUnderTest, tmp_path):
     built, store = mini, mini_store
     wt = tmp_path / "wt"
     with clone(store, wt, "main") as repo:
@@ -354,7 +360,7 @@ def test_casignore_is_respected(mini: Built, mini_store: Path, tmp_path):
 # ---------------------------------------------------------------------------- what checkout writes
 
 
-def test_checkout_never_rewrites_a_correct_file(built: Built, store: Path, tmp_path):
+def test_checkout_never_rewrites_a_correct_file(built: Built, store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     with clone(store, wt, "v1") as repo:
         before = user_files(wt)
@@ -380,7 +386,7 @@ def test_checkout_never_rewrites_a_correct_file(built: Built, store: Path, tmp_p
     assert_same_tree(built.snap2, wt)
 
 
-def test_checkout_takes_chunks_from_the_worktree(built: Built, store: Path, tmp_path):
+def test_checkout_takes_chunks_from_the_worktree(built: Built, store: StoreUnderTest, tmp_path):
     """v1 → v2 with an empty cache: the large file's unchanged chunks come from itself;
     only what v2 added is fetched."""
     wt = tmp_path / "wt"
@@ -401,7 +407,7 @@ def test_checkout_takes_chunks_from_the_worktree(built: Built, store: Path, tmp_
 # ---------------------------------------------------------------------------- the local cache
 
 
-def test_deleting_the_local_cache_loses_nothing(mini: Built, mini_store: Path, tmp_path):
+def test_deleting_the_local_cache_loses_nothing(mini: Built, mini_store: StoreUnderTest, tmp_path):
     built, store = mini, mini_store
     wt = tmp_path / "wt"
     cache = tmp_path / "cache"
@@ -436,7 +442,7 @@ def _stored_chunks(repo: cas.Repo, ref: str) -> dict[bytes, int]:
     return out
 
 
-def test_du_figures(built: Built, store: Path, tmp_path):
+def test_du_figures(built: Built, store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     with clone(store, wt, "main") as repo:
         report = repo.du()
@@ -468,7 +474,9 @@ def test_du_figures(built: Built, store: Path, tmp_path):
 # ---------------------------------------------------------------------------- two writers
 
 
-def test_second_worktree_on_the_same_branch_gets_a_ref_conflict(mini_store: Path, tmp_path):
+def test_second_worktree_on_the_same_branch_gets_a_ref_conflict(
+    mini_store: StoreUnderTest, tmp_path
+):
     store = mini_store
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     with clone(store, a_dir, "main") as a, clone(store, b_dir, "main") as b:
@@ -488,7 +496,7 @@ def test_second_worktree_on_the_same_branch_gets_a_ref_conflict(mini_store: Path
         assert [e.commit_id for e in b.log("main")][:2] == [ca.commit_id, v2]
 
 
-def test_ref_conflict_work_can_go_to_a_new_branch(mini_store: Path, tmp_path):
+def test_ref_conflict_work_can_go_to_a_new_branch(mini_store: StoreUnderTest, tmp_path):
     store = mini_store
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     with clone(store, a_dir, "main") as a, clone(store, b_dir, "main") as b:
@@ -503,7 +511,7 @@ def test_ref_conflict_work_can_go_to_a_new_branch(mini_store: Path, tmp_path):
         assert b.commit("from b").branch == "b-work"
 
 
-def test_racing_writers_diverge_visibly(mini_store: Path, tmp_path):
+def test_racing_writers_diverge_visibly(mini_store: StoreUnderTest, tmp_path):
     """Two writers that both read the branch before either wrote: both ref entries stay,
     the branch is reported diverged, never silently resolved."""
     store = mini_store
@@ -592,7 +600,7 @@ def test_file_symlink_swap(tmp_path: Path):
 # ---------------------------------------------------------------------------- stat cache
 
 
-def test_status_after_an_edit_that_keeps_size_and_mtime(mini_store: Path, tmp_path):
+def test_status_after_an_edit_that_keeps_size_and_mtime(mini_store: StoreUnderTest, tmp_path):
     """Same size, same mtime, new bytes: the stat cache must not hide the change (the
     ctime/inode moved)."""
     wt = tmp_path / "wt"

@@ -27,7 +27,9 @@ from tests.assets import (
     snapshot_tree,
     wait_out_racy_window,
 )
+from tests.conftest import set_s3_env
 from tests.repository.repo_support import clone, tree_bytes_of_version, v2_storage_bound
+from tests.stores import FolderStore, S3Store, StoreUnderTest
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +39,7 @@ LARGE_SPEC = AssetSpec(small_files=2_100, classes=20, large_bytes=100 << 20, jso
 @dataclass(frozen=True)
 class Large:
     root: Path
-    store: Path
+    store: StoreUnderTest
     wt: Path
     info: AssetInfo
     mutation: Mutation
@@ -49,13 +51,24 @@ class Large:
 
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> Large:
-    root = tmp_path_factory.mktemp("large")
+def large(store_kind: str, request: pytest.FixtureRequest) -> Large:
+    root = request.getfixturevalue("tmp_path_factory").mktemp(f"large-{store_kind}")
+    if store_kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        store: StoreUnderTest = S3Store(server, server.new_bucket())
+    else:
+        store = FolderStore(root / "store")
+    with pytest.MonkeyPatch.context() as mp:
+        set_s3_env(mp)  # harmless for a folder store
+        return _build_large(root, store)
+
+
+def _build_large(root: Path, store: StoreUnderTest) -> Large:
     wt = root / "wt"
     info = generate_assets(wt, LARGE_SPEC, seed=7)
     assert len(info.small) >= 2_000
     assert info.files[info.large] >= 100 * 1_000_000
-    with cas.init(root / "store", wt, cache_dir=root / "cache", progress=False) as repo:
+    with cas.init(store.location, wt, cache_dir=root / "cache", progress=False) as repo:
         wait_out_racy_window(wt)
         snap1 = snapshot_tree(wt)
         c1 = repo.commit("v1", tag="v1")
@@ -64,7 +77,7 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> Large:
         snap2 = snapshot_tree(wt)
         c2 = repo.commit("v2", tag="v2")
         again = repo.commit("v2, nothing changed")
-    return Large(root, root / "store", wt, info, mutation, snap1, snap2, c1, c2, again)
+    return Large(root, store, wt, info, mutation, snap1, snap2, c1, c2, again)
 
 
 def test_v2_stores_little_more_than_the_changed_bytes(large: Large):

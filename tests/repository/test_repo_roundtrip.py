@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.assets import assert_same_tree, snapshot_tree
 from tests.repository.repo_support import Built, clone
+from tests.stores import StoreUnderTest
 
 
 def _check_special_entries(root: Path, built: Built, version: int) -> None:
@@ -30,7 +31,9 @@ def _check_special_entries(root: Path, built: Built, version: int) -> None:
     assert os.path.getsize(large) == built.snap2[built.info.large].size
 
 
-def test_clone_each_version_into_empty_folder_with_empty_cache(built: Built, store: Path, tmp_path):
+def test_clone_each_version_into_empty_folder_with_empty_cache(
+    built: Built, store: StoreUnderTest, tmp_path
+):
     for ref, snap, version in (("v1", built.snap1, 1), ("v2", built.snap2, 2)):
         dest = tmp_path / f"clone-{ref}"
         dest.mkdir()
@@ -41,14 +44,16 @@ def test_clone_each_version_into_empty_folder_with_empty_cache(built: Built, sto
         _check_special_entries(dest, built, version)
 
 
-def test_clone_without_ref_takes_the_default_branch_head(built: Built, store: Path, tmp_path):
+def test_clone_without_ref_takes_the_default_branch_head(
+    built: Built, store: StoreUnderTest, tmp_path
+):
     with clone(store, tmp_path / "wt") as repo:
         assert repo.head.branch == "main"
         assert repo.head.commit == built.c2.commit_id
     assert_same_tree(built.snap2, tmp_path / "wt")
 
 
-def test_switch_versions_in_place(built: Built, store: Path, tmp_path):
+def test_switch_versions_in_place(built: Built, store: StoreUnderTest, tmp_path):
     wt = tmp_path / "wt"
     with clone(store, wt, "v1") as repo:
         assert_same_tree(built.snap1, wt)
@@ -64,7 +69,9 @@ def test_switch_versions_in_place(built: Built, store: Path, tmp_path):
         assert_same_tree(built.snap2, wt)
 
 
-def test_clone_into_folder_that_already_holds_the_files(built: Built, store: Path, tmp_path):
+def test_clone_into_folder_that_already_holds_the_files(
+    built: Built, store: StoreUnderTest, tmp_path
+):
     """Files already in the folder and equal to the version are kept, not rewritten."""
     first = tmp_path / "first"
     clone(store, first, "v2").close()
@@ -80,7 +87,7 @@ def test_clone_into_folder_that_already_holds_the_files(built: Built, store: Pat
     assert_same_tree(built.snap2, second)
 
 
-def test_commit_of_a_clone_is_the_same_version(built: Built, store: Path, tmp_path):
+def test_commit_of_a_clone_is_the_same_version(built: Built, store: StoreUnderTest, tmp_path):
     """A clone committed again gives the same root tree: nothing was lost or altered."""
     with clone(store, tmp_path / "wt", "main") as repo:
         again = repo.commit("same again")
