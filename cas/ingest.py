@@ -2,7 +2,10 @@
 
 Pipeline (each stage releases the GIL in its C code, so threads use every core)::
 
-    scan (lstat every path) ─► stat cache hit? ──yes──► reuse the recorded chunks
+    walk (lstat every path) ─► folder unchanged? ──yes──► reuse its recorded tree id
+                                   │ no
+                                   ▼
+                               file: stat cache hit? ──yes──► reuse the recorded chunks
                                    │ no
                                    ▼
     file workers: read ─► FastCDC ─► BLAKE3 ─► seen before? ──yes──► only record the id
@@ -23,10 +26,10 @@ import dataclasses
 import os
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from stat import S_IMODE, S_ISDIR, S_ISREG
 
 from cas._faults import crash_point
 from cas.chunking import Chunker
@@ -38,7 +41,15 @@ from cas.objects import Commit, CommitStats, EntryKind, Tree, TreeEntry
 from cas.packs import KIND_CHUNK
 from cas.progress import NoProgress, Progress
 from cas.repository import Repository, WriteSession
-from cas.worktree import FileContent, LocalEntry, StatCache, Worktree, read_file_content
+from cas.worktree import (
+    FileContent,
+    LocalEntry,
+    Stat,
+    StatCache,
+    Worktree,
+    listing_digest,
+    read_file_content,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +58,6 @@ class Snapshot:
 
     tree_id: ObjectId
     stats: CommitStats
-    contents: dict[str, FileContent]
 
 
 def default_workers() -> int:
@@ -107,23 +117,62 @@ def snapshot_worktree(
 ) -> Snapshot:
     """Store every file of ``wt`` that the store lacks and build its trees.
 
-    Files whose stat fingerprint matches the stat cache, and whose chunks the store
-    has, are not read. Returns the root tree id; the caller flushes the session.
+    Walks the worktree one directory at a time, sub-directories first. A directory whose
+    listing (names, lstat data, link targets, sub-directory tree ids) has the digest the
+    stat cache recorded with its tree id, and whose tree and chunks the store has, keeps
+    that tree id: its files are neither looked up nor read, its tree not built again. In
+    any other directory, files whose fingerprint matches the stat cache, and whose chunks
+    the store has, are not read. Returns the root tree id; the caller flushes the session.
     """
     progress = progress or NoProgress()
     workers = workers or default_workers()
-    entries = wt.scan()
     index = repo.load_index()
-    contents: dict[str, FileContent] = {}
+    seen_ns = time.time_ns()  # before the walk's first lstat
+    clean: dict[bytes, ObjectId] = {}  # unchanged folders whose parent is not walked yet
+    dirty: list[_Dir] = []  # folders to build, sub-directories first
+    walked: set[bytes] = set()
     to_read: list[LocalEntry] = []
-    for e in entries.values():
-        if e.kind != EntryKind.FILE:
-            continue
-        known = stat_cache.lookup(e)
-        if known is not None and all(c.chunk_id in index for c in known.chunks):
-            contents[e.path] = known
-        else:
-            to_read.append(e)
+    slots: dict[str, tuple[_Dir, int]] = {}
+    files = dirs = symlinks = nbytes = 0
+    for rel, listing in wt.walk():
+        walked.add(rel)
+        prefix = rel + b"/" if rel else b""
+        subtrees: dict[bytes, ObjectId] = {}
+        whole = True  # every sub-directory unchanged
+        for e in listing:
+            mode = e[1]
+            if S_ISREG(mode):
+                files += 1
+                nbytes += e[2]
+            elif S_ISDIR(mode):
+                dirs += 1
+                tid = clean.pop(prefix + e[0], None)
+                if tid is None:
+                    whole = False
+                else:
+                    subtrees[e[0]] = tid
+            else:
+                symlinks += 1
+        if whole:
+            digest = listing_digest(listing, list(subtrees.values()))
+            tid = stat_cache.reuse_tree(rel, digest, index)
+            if tid is not None:
+                clean[rel] = tid
+                continue
+        d = _Dir(rel, listing, subtrees, [None] * len(listing))
+        for i, (name, mode, size, mtime, ino, ctime, _target) in enumerate(listing):
+            if not S_ISREG(mode):
+                continue
+            hit = stat_cache.find(rel, name, size, mtime, ino, ctime)
+            if hit is not None and all(c.chunk_id in index for c in hit[0].chunks):
+                d.contents[i] = hit
+            else:
+                path = os.fsdecode(prefix + name)
+                to_read.append(
+                    LocalEntry(path, EntryKind.FILE, S_IMODE(mode), size, mtime, ino, ctime)
+                )
+                slots[path] = (d, i)
+        dirty.append(d)
 
     total = sum(e.size for e in to_read)
     progress.start(total, "B", "commit")
@@ -138,26 +187,24 @@ def snapshot_worktree(
             content = read_file_content(f, chunker, _advancing(sink, progress))
         return e, content
 
+    def collect(r: tuple[LocalEntry, FileContent]) -> None:
+        d, i = slots[r[0].path]
+        d.contents[i] = (r[1], seen_ns)
+
     try:
-        _run_bounded(read_one, to_read, workers, lambda r: contents.__setitem__(r[0].path, r[1]))
+        _run_bounded(read_one, to_read, workers, collect)
         sink.close()
     except BaseException:
         sink.abort()
         raise
     finally:
         progress.finish()
-    for e, c in ((entries[p], contents[p]) for p in contents):
-        stat_cache.record(e, c)
-    tree_id = build_trees(session, entries, contents)
-    files = [e for e in entries.values() if e.kind == EntryKind.FILE]
+    tree_id = clean[b""] if b"" in clean else build_trees(session, dirty, stat_cache)
+    stat_cache.keep_dirs(walked)
     stats = CommitStats(
-        files=len(files),
-        dirs=sum(1 for e in entries.values() if e.kind == EntryKind.DIR),
-        symlinks=sum(1 for e in entries.values() if e.kind == EntryKind.SYMLINK),
-        bytes=sum(e.size for e in files),
-        scanned_bytes=total,
+        files=files, dirs=dirs, symlinks=symlinks, bytes=nbytes, scanned_bytes=total
     )
-    return Snapshot(tree_id, stats, contents)
+    return Snapshot(tree_id, stats)
 
 
 def _advancing(
@@ -197,44 +244,60 @@ def _run_bounded(
             raise
 
 
-def build_trees(
-    session: WriteSession, entries: dict[str, LocalEntry], contents: dict[str, FileContent]
-) -> ObjectId:
-    """Build and store the trees of a scanned worktree, bottom-up; return the root id."""
-    children: dict[str, list[LocalEntry]] = defaultdict(list)
-    for e in entries.values():
-        parent = e.path.rpartition("/")[0]
-        children[parent].append(e)
-    dirs = sorted(
-        (p for p, e in entries.items() if e.kind == EntryKind.DIR),
-        key=lambda p: p.count("/"),
-        reverse=True,
-    )
-    tree_ids: dict[str, ObjectId] = {}
-    for d in [*dirs, ""]:
-        rows = []
-        for e in children.get(d, []):
-            name = e.path.rpartition("/")[2]
-            if e.kind == EntryKind.FILE:
-                c = contents[e.path]
-                rows.append(TreeEntry(name, e.kind, e.mode, e.mtime_ns, e.size, c.oid, c.chunks))
-            elif e.kind == EntryKind.DIR:
-                rows.append(TreeEntry(name, e.kind, e.mode, e.mtime_ns, 0, tree_ids[e.path]))
+@dataclass(slots=True)
+class _Dir:
+    """A folder whose tree is built: its listing, and what is known of its entries."""
+
+    rel: bytes
+    listing: list[Stat]
+    subtrees: dict[bytes, ObjectId]  # name → tree id of each unchanged sub-directory
+    contents: list[tuple[FileContent, int] | None]  # per file: content and seen_ns
+
+
+def build_trees(session: WriteSession, dirty: list[_Dir], stat_cache: StatCache) -> ObjectId:
+    """Build and store the trees of ``dirty`` folders (children first); return the root's.
+
+    Records each folder's tree id, listing digest and file rows in ``stat_cache``.
+    """
+    built: dict[bytes, ObjectId] = {}  # built trees whose parent is not built yet
+    for d in dirty:
+        prefix = d.rel + b"/" if d.rel else b""
+        rows: list[TreeEntry] = []
+        subtrees: list[bytes] = []
+        files: list[tuple[bytes, int, int, int, int, int, FileContent]] = []
+        for (name, mode, size, mtime, ino, ctime, target), known in zip(
+            d.listing, d.contents, strict=True
+        ):
+            text = os.fsdecode(name)
+            if S_ISREG(mode):
+                assert known is not None  # every file was looked up or read
+                c, seen = known
+                rows.append(
+                    TreeEntry(text, EntryKind.FILE, S_IMODE(mode), mtime, size, c.oid, c.chunks)
+                )
+                files.append((name, size, mtime, ino, ctime, seen, c))
+            elif S_ISDIR(mode):
+                sub = d.subtrees.get(name)
+                if sub is None:
+                    sub = built.pop(prefix + name)
+                subtrees.append(sub)
+                rows.append(TreeEntry(text, EntryKind.DIR, S_IMODE(mode), mtime, 0, sub))
             else:
                 rows.append(
                     TreeEntry(
-                        name,
-                        e.kind,
-                        e.mode,
-                        e.mtime_ns,
-                        e.size,
-                        hash_bytes(os.fsencode(e.target)),
-                        target=e.target,
+                        text,
+                        EntryKind.SYMLINK,
+                        S_IMODE(mode),
+                        mtime,
+                        size,
+                        hash_bytes(target),
+                        target=os.fsdecode(target),
                     )
                 )
-        rows.sort(key=lambda r: os.fsencode(r.name))
-        tree_ids[d] = session.store_tree(Tree(tuple(rows)))
-    return tree_ids[""]
+        tree_id = built[d.rel] = session.store_tree(Tree(tuple(rows)))
+        stat_cache.set_dir(d.rel, files, tree_id, listing_digest(d.listing, subtrees))
+        d.contents.clear()  # the stat cache holds what is still needed
+    return built[b""]  # the root comes last
 
 
 @dataclass(frozen=True, slots=True)

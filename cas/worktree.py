@@ -4,13 +4,17 @@
 
     .cas/worktree.json   {"format": 1, "store": <location>}
     .cas/HEAD.json       {"branch": "main" | null, "commit": <hex> | null}
-    .cas/statcache       msgpack: path → [size, mtime_ns, ino, ctime_ns, seen_ns, file id,
-                         chunk ids, chunk sizes], so an unchanged file is not read again
+    .cas/statcache       msgpack, per directory: the tree id of its last commit keyed on a
+                         digest of its listing, and its files' stat fingerprints and
+                         contents (:class:`StatCache`), so unchanged files and folders are
+                         neither read nor rebuilt again
     .cas/lock            flock'ed while a command changes the worktree
 
 Scanning walks the folder without following symlinks, skips ``.cas``, anything matched by
-``.casignore`` (gitignore syntax) and cas's own temp files, and yields one
-:class:`LocalEntry` per file, directory and symlink.
+``.casignore`` (gitignore syntax) and cas's own temp files. :meth:`Worktree.walk` lists
+it one directory at a time, sub-directories first, as raw :data:`Stat` tuples (what a
+commit needs); :meth:`Worktree.scan` yields one :class:`LocalEntry` per file, directory
+and symlink.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -41,7 +45,6 @@ from cas.errors import (
 from cas.hashing import StreamHasher, hash_bytes
 from cas.ids import ID_SIZE, ObjectId
 from cas.objects import ChunkRef, EntryKind
-from cas.paths import join_path
 
 log = logging.getLogger(__name__)
 
@@ -145,63 +148,346 @@ def read_file_content(
     return FileContent(whole.digest(), tuple(chunks))
 
 
-class StatCache:
-    """path → (stat fingerprint, content) for files whose content is known."""
+# A directory entry as a scan sees it (``lstat``, links not followed), in raw form:
+# (name, st_mode, size, mtime_ns, ino, ctime_ns, link target). ``size`` is 0 for a
+# directory and the target's length for a symlink; ``target`` is b"" unless a symlink.
+Stat = tuple[bytes, int, int, int, int, int, bytes]
+
+STAT_CACHE_VERSION = 4
+
+# One file row of the stat cache: (size, mtime_ns, ino, ctime_ns, seen_ns, file id,
+# chunk ids concatenated, chunk sizes).
+_Row = tuple[int, int, int, int, int, bytes, bytes, tuple[int, ...]]
+
+
+def listing_digest(entries: list[Stat], subtrees: list[bytes]) -> bytes:
+    """What a directory's recorded tree id is keyed on.
+
+    ``entries`` is the directory's sorted listing; ``subtrees`` the tree ids of its
+    sub-directories, in the same order. Everything a tree row holds is in it, except the
+    contents of files, which the stat cache vouches for by their fingerprints.
+    """
+    return bytes(hash_bytes(msgpack.packb([entries, subtrees], use_bin_type=True)))
+
+
+def _split(path: str) -> tuple[bytes, bytes]:
+    parent, _, name = os.fsencode(path).rpartition(b"/")
+    return parent, name
+
+
+def _content(row: _Row) -> FileContent | None:
+    """The content a row records, or None if the row does not add up."""
+    ids, sizes = row[6], row[7]
+    if sum(sizes) != row[0] or len(ids) != ID_SIZE * len(sizes):
+        return None
+    return FileContent(
+        ObjectId(row[5]),
+        tuple(
+            ChunkRef(ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]), s) for i, s in enumerate(sizes)
+        ),
+    )
+
+
+def _row(size: int, mtime: int, ino: int, ctime: int, seen: int, c: FileContent) -> _Row:
+    return (
+        size,
+        mtime,
+        ino,
+        ctime,
+        seen,
+        bytes(c.oid),
+        b"".join(r.chunk_id for r in c.chunks),
+        tuple(r.size for r in c.chunks),
+    )
+
+
+def _is_int_list(v: object) -> bool:
+    return isinstance(v, list) and all(type(x) is int for x in v)
+
+
+def _encode_rows(rows: dict[bytes, _Row]) -> tuple[bytes, bytes, int]:
+    """(columns, chunk ids, row count) of a directory's rows, without racily clean ones."""
+    names: list[bytes] = []
+    ints: tuple[list[int], ...] = ([], [], [], [], [])  # sizes, mtimes, inos, ctimes, seens
+    oids: list[bytes] = []
+    counts: list[int] = []
+    chunk_sizes: list[int] = []
+    ids: list[bytes] = []
+    for name, (size, mtime, ino, ctime, seen, oid, cids, csizes) in rows.items():
+        if is_racy(mtime, ctime, seen):
+            continue
+        names.append(name)
+        for col, v in zip(ints, (size, mtime, ino, ctime, seen), strict=True):
+            col.append(v)
+        oids.append(oid)
+        counts.append(len(csizes))
+        chunk_sizes.extend(csizes)
+        ids.append(cids)
+    packed = msgpack.packb([names, *ints, b"".join(oids), counts, chunk_sizes], use_bin_type=True)
+    return packed, b"".join(ids), len(names)
+
+
+def _decode_rows(packed: bytes, ids: bytes) -> dict[bytes, _Row]:
+    """The rows of :func:`_encode_rows`; ``ValueError`` (or a msgpack error) if damaged."""
+    cols = msgpack.unpackb(packed, raw=False)
+    if not isinstance(cols, list) or len(cols) != 9:
+        raise ValueError("not 9 columns")
+    names, sizes, mtimes, inos, ctimes, seens, oids, counts, chunk_sizes = cols
+    n = len(names)
+    if not (
+        isinstance(names, list)
+        and all(type(x) is bytes for x in names)
+        and all(_is_int_list(c) and len(c) == n for c in (sizes, mtimes, inos, ctimes, seens))
+        and _is_int_list(counts)
+        and len(counts) == n
+        and _is_int_list(chunk_sizes)
+        and len(chunk_sizes) == sum(counts)
+        and isinstance(oids, bytes)
+        and len(oids) == ID_SIZE * n
+        and len(ids) == ID_SIZE * len(chunk_sizes)
+    ):
+        raise ValueError("columns do not add up")
+    rows: dict[bytes, _Row] = {}
+    at = 0
+    for i, name in enumerate(names):
+        k = counts[i]
+        rows[name] = (
+            sizes[i],
+            mtimes[i],
+            inos[i],
+            ctimes[i],
+            seens[i],
+            oids[i * ID_SIZE : (i + 1) * ID_SIZE],
+            ids[at * ID_SIZE : (at + k) * ID_SIZE],
+            tuple(chunk_sizes[at : at + k]),
+        )
+        at += k
+    return rows
+
+
+class _DirRecord:
+    """What the stat cache knows of one directory.
+
+    ``digest`` and ``tree``: the directory's tree id and the :func:`listing_digest` it
+    was built from, set only when every file row of the directory was safe to save (not
+    racily clean). The rows stay encoded (``packed`` and ``ids``, as loaded) until a
+    lookup needs them; once changed in memory, ``packed`` is None.
+    """
+
+    __slots__ = ("digest", "ids", "packed", "rows", "tree")
 
     def __init__(
-        self, rows: dict[str, tuple[int, int, int, int, int, FileContent]] | None = None
+        self,
+        digest: bytes | None = None,
+        tree: bytes | None = None,
+        ids: bytes = b"",
+        packed: bytes | None = None,
     ) -> None:
-        self.rows = rows or {}
+        self.digest = digest
+        self.tree = tree
+        self.ids = ids
+        self.packed = packed
+        self.rows: dict[bytes, _Row] | None = None if packed is not None else {}
+
+    def modified(self) -> None:
+        """Rows changed in memory: re-encode them, and stop vouching for the tree."""
+        self.packed = None
+        self.digest = self.tree = None
+
+
+class StatCache:
+    """Per directory: the tree id of an unchanged listing, and per file its content.
+
+    A file's content is recorded with its stat fingerprint (size, mtime_ns, inode,
+    ctime_ns): :meth:`lookup` and :meth:`find` return it only while that fingerprint is
+    unchanged. A directory's tree id is recorded with the :func:`listing_digest` of its
+    listing: :meth:`reuse_tree` returns it only while that digest is unchanged. Both are
+    trusted only for rows that are not racily clean (:func:`is_racy`).
+
+    Encoded (``.cas/statcache``, version 4) as a msgpack map ``{"v": 4, "dirs": {dir:
+    [digest, tree, chunk ids, rows]}}``. ``dir`` is the directory's path as bytes (b""
+    for the root); ``digest`` and ``tree`` are 32-byte bin or nil; ``chunk ids`` is one
+    bin, every chunk id of every file row in row order; ``rows`` is a bin holding the
+    msgpack array ``[names, sizes, mtimes, inodes, ctimes, seen times, file ids
+    (concatenated), chunk counts, chunk sizes (flat)]`` of the directory's files. The
+    rows of a directory are decoded only when something asks for one of its files.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[bytes, _DirRecord] = {}
+        self.changed = False  # something to save
+
+    def _rows(self, parent: bytes, d: _DirRecord) -> dict[bytes, _Row]:
+        """The file rows of folder ``parent``, decoded on first use (damaged: none)."""
+        if d.rows is None:
+            try:
+                d.rows = _decode_rows(d.packed or b"", d.ids)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                log.warning(
+                    "stat cache damaged for folder %r; its files will be read again",
+                    os.fsdecode(parent) or ".",
+                )
+                d.rows = {}
+                d.modified()
+                self.changed = True
+        return d.rows
+
+    # -- files, by worktree path (status, checkout, repair)
 
     def lookup(self, e: LocalEntry) -> FileContent | None:
         """The content recorded for ``e`` if its fingerprint is unchanged."""
-        row = self.rows.get(e.path)
-        if row is None or row[:4] != (e.size, e.mtime_ns, e.ino, e.ctime_ns):
-            return None
-        return row[5]
+        parent, name = _split(e.path)
+        hit = self.find(parent, name, e.size, e.mtime_ns, e.ino, e.ctime_ns)
+        return None if hit is None else hit[0]
 
     def record(self, e: LocalEntry, content: FileContent) -> None:
         """Remember ``content`` for the fingerprint of ``e``."""
-        self.rows[e.path] = (e.size, e.mtime_ns, e.ino, e.ctime_ns, e.seen_ns, content)
+        parent, name = _split(e.path)
+        d = self._dirs.get(parent)
+        if d is None:
+            d = self._dirs[parent] = _DirRecord()
+        self._rows(parent, d)[name] = _row(
+            e.size, e.mtime_ns, e.ino, e.ctime_ns, e.seen_ns, content
+        )
+        d.modified()
+        self.changed = True
+
+    def forget(self, path: str) -> None:
+        """Drop what is recorded for ``path`` (a deleted file)."""
+        parent, name = _split(path)
+        d = self._dirs.get(parent)
+        if d is not None and self._rows(parent, d).pop(name, None) is not None:
+            d.modified()
+            self.changed = True
+
+    @property
+    def rows(self) -> _PathRows:
+        """``rows.pop(path, None)``: the same as :meth:`forget` (older callers)."""
+        return _PathRows(self)
+
+    # -- files and folders, by directory (commit)
+
+    def find(
+        self, parent: bytes, name: bytes, size: int, mtime_ns: int, ino: int, ctime_ns: int
+    ) -> tuple[FileContent, int] | None:
+        """(content, seen_ns) recorded for file ``name`` of ``parent`` if unchanged."""
+        d = self._dirs.get(parent)
+        if d is None:
+            return None
+        row = self._rows(parent, d).get(name)
+        if row is None or row[:4] != (size, mtime_ns, ino, ctime_ns):
+            return None
+        content = _content(row)
+        return None if content is None else (content, row[4])
+
+    def reuse_tree(self, parent: bytes, digest: bytes, index: Container[bytes]) -> ObjectId | None:
+        """The tree id recorded for directory ``parent`` if its listing has ``digest``.
+
+        Only if ``index`` holds that tree and every chunk of the directory's files, so
+        a commit never names something the store lacks.
+        """
+        d = self._dirs.get(parent)
+        if d is None or d.digest != digest or d.tree is None or d.tree not in index:
+            return None
+        ids = (
+            d.ids
+            if d.packed is not None
+            else b"".join(r[6] for r in self._rows(parent, d).values())
+        )
+        if not all(ids[i : i + ID_SIZE] in index for i in range(0, len(ids), ID_SIZE)):
+            return None
+        return ObjectId(d.tree)
+
+    def set_dir(
+        self,
+        parent: bytes,
+        files: list[tuple[bytes, int, int, int, int, int, FileContent]],
+        tree: bytes,
+        digest: bytes,
+    ) -> None:
+        """Record directory ``parent``: its tree, and exactly these file rows.
+
+        ``files`` holds (name, size, mtime_ns, ino, ctime_ns, seen_ns, content) for every
+        file of the listing ``digest`` was computed from. The tree is vouched for only if
+        no row is racily clean.
+        """
+        d = self._dirs[parent] = _DirRecord()
+        rows = d.rows = {}
+        trusted = True
+        for name, size, mtime, ino, ctime, seen, content in files:
+            rows[name] = _row(size, mtime, ino, ctime, seen, content)
+            trusted = trusted and not is_racy(mtime, ctime, seen)
+        if trusted:
+            d.digest, d.tree = digest, tree
+        self.changed = True
+
+    def keep_dirs(self, dirs: Container[bytes]) -> None:
+        """Forget every directory not in ``dirs`` (gone from the worktree)."""
+        gone = [p for p in self._dirs if p not in dirs]
+        for p in gone:
+            del self._dirs[p]
+        self.changed = self.changed or bool(gone)
+
+    # -- bytes
 
     def encode(self) -> bytes:
-        """Bytes for ``.cas/statcache``, without racily clean entries."""
-        out = {}
-        for path, (size, mtime, ino, ctime, seen, c) in self.rows.items():
-            if is_racy(mtime, ctime, seen):
-                continue
-            # Paths as raw bytes: a Linux file name need not be valid UTF-8.
-            out[os.fsencode(path)] = [
-                size,
-                mtime,
-                ino,
-                ctime,
-                seen,
-                bytes(c.oid),
-                b"".join(r.chunk_id for r in c.chunks),
-                [r.size for r in c.chunks],
-            ]
-        return msgpack.packb({"v": 3, "rows": out}, use_bin_type=True)  # type: ignore[no-any-return]
+        """Bytes for ``.cas/statcache``, without racily clean rows."""
+        out: dict[bytes, list[bytes | None]] = {}
+        for parent, d in self._dirs.items():
+            if d.packed is not None:
+                packed, ids = d.packed, d.ids
+            else:
+                packed, ids, count = _encode_rows(d.rows or {})
+                if not count and d.digest is None:
+                    continue  # nothing worth keeping
+            out[parent] = [d.digest, d.tree, ids, packed]
+        return msgpack.packb(  # type: ignore[no-any-return]
+            {"v": STAT_CACHE_VERSION, "dirs": out}, use_bin_type=True
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> StatCache:
-        """Parse ``.cas/statcache``; a damaged file is an empty cache, never an error."""
+        """Parse ``.cas/statcache``; an old or damaged file is an empty cache, never an error."""
+        cache = cls()
         try:
             m = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            if m["v"] != 3:
-                return cls()
-            rows = {}
-            for raw_path, (size, mtime, ino, ctime, seen, oid, ids, sizes) in m["rows"].items():
-                path = os.fsdecode(raw_path)
-                chunks = tuple(
-                    ChunkRef(ObjectId(ids[i * ID_SIZE : (i + 1) * ID_SIZE]), s)
-                    for i, s in enumerate(sizes)
-                )
-                rows[path] = (size, mtime, ino, ctime, seen, FileContent(ObjectId(oid), chunks))
-            return cls(rows)
+            if not isinstance(m, dict):
+                raise ValueError("not a map")
+            if m.get("v") != STAT_CACHE_VERSION:
+                log.debug("stat cache of another version; files will be read again")
+                return cache
+            dirs = m["dirs"]
+            if not isinstance(dirs, dict):
+                raise ValueError("dirs is not a map")
+            for parent, rec in dirs.items():
+                digest, tree, ids, packed = rec
+                if not (
+                    isinstance(parent, bytes)
+                    and (digest is None or (isinstance(digest, bytes) and len(digest) == ID_SIZE))
+                    and (tree is None or (isinstance(tree, bytes) and len(tree) == ID_SIZE))
+                    and (digest is None) == (tree is None)
+                    and isinstance(ids, bytes)
+                    and len(ids) % ID_SIZE == 0
+                    and isinstance(packed, bytes)
+                ):
+                    raise ValueError("malformed folder record")
+                cache._dirs[parent] = _DirRecord(digest, tree, ids, packed)
         except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
             log.warning("stat cache unreadable; files will be read again")
             return cls()
+        return cache
+
+
+class _PathRows:
+    """The ``rows`` of :class:`StatCache` before version 4, reduced to ``pop``."""
+
+    def __init__(self, cache: StatCache) -> None:
+        self._cache = cache
+
+    def pop(self, path: str, default: None = None) -> None:
+        """Forget ``path``."""
+        self._cache.forget(path)
+        return default
 
 
 class Worktree:
@@ -327,7 +613,7 @@ class Worktree:
             (self.meta / "pending-commit.json").unlink()
 
     def load_stat_cache(self) -> StatCache:
-        """The stat cache (empty if missing or damaged)."""
+        """The stat cache (empty if missing, of another version or damaged)."""
         try:
             data = (self.meta / "statcache").read_bytes()
         except OSError:
@@ -335,11 +621,15 @@ class Worktree:
         return StatCache.decode(data)
 
     def save_stat_cache(self, cache: StatCache) -> None:
-        """Persist the stat cache (best effort)."""
+        """Persist the stat cache if it changed (best effort)."""
+        if not cache.changed:
+            return
         try:
             self._write_file("statcache", cache.encode())
         except OSError as exc:
             log.warning("could not save the stat cache: %s", exc)
+            return
+        cache.changed = False
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -373,42 +663,132 @@ class Worktree:
             raise CasError(f"cannot read {self.root / IGNORE_FILE}: {exc}") from exc
         return pathspec.GitIgnoreSpec.from_lines(lines)
 
+    def _lister(self) -> Callable[[bytes], list[Stat]]:
+        """A function listing one directory (a path relative to the root, as bytes)."""
+        spec = self.ignore_spec()
+        match = spec.match_file if spec.patterns else None
+        root = os.fsencode(self.root)
+        excluded = {os.fsencode(p) for p in self._excluded}
+        filtered = bool(excluded) or match is not None
+        temp_mark = os.fsencode(TEMP_MARK)
+        wt_dir = os.fsencode(WT_DIR)
+        is_reg, is_dir, is_lnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
+
+        def other(rel: bytes, de: os.DirEntry[bytes], st: os.stat_result) -> Stat | None:
+            """The entry, unless excluded or ignored (anything but an unfiltered file)."""
+            path = rel + b"/" + de.name if rel else de.name
+            if path in excluded:
+                return None
+            mode = st.st_mode
+            if match is not None and match(
+                os.fsdecode(path) + "/" if is_dir(mode) else os.fsdecode(path)
+            ):
+                return None
+            target = b""
+            if is_reg(mode):
+                size = st.st_size
+            elif is_dir(mode):
+                size = 0
+            elif is_lnk(mode):
+                target = os.readlink(de.path)
+                size = len(target)
+            else:
+                log.warning("skipping %s: not a file, directory or symlink", os.fsdecode(path))
+                return None
+            return (de.name, mode, size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, target)
+
+        def list_dir(rel: bytes) -> list[Stat]:
+            out: list[Stat] = []
+            append = out.append
+            top = not rel
+            with os.scandir(root + b"/" + rel if rel else root) as it:
+                for de in it:
+                    name = de.name
+                    if temp_mark in name or (top and name == wt_dir):
+                        continue
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                        if filtered or not is_reg(st.st_mode):
+                            e = other(rel, de, st)
+                            if e is not None:
+                                append(e)
+                            continue
+                    except FileNotFoundError:
+                        continue  # gone since it was listed
+                    # A regular file, nothing to filter: the common case, kept short.
+                    append(
+                        (
+                            name,
+                            st.st_mode,
+                            st.st_size,
+                            st.st_mtime_ns,
+                            st.st_ino,
+                            st.st_ctime_ns,
+                            b"",
+                        )
+                    )
+            out.sort()  # by name bytes (names are unique), the order of tree rows
+            return out
+
+        return list_dir
+
+    def walk(self) -> Iterator[tuple[bytes, list[Stat]]]:
+        """Every directory (path as bytes, b"" for the root) with its sorted listing.
+
+        A directory comes after all of its sub-directories. Symlinks are listed, never
+        followed. Take the time before starting: every ``lstat`` comes after it.
+        """
+        list_dir = self._lister()
+        is_dir = stat.S_ISDIR
+
+        def subdirs(rel: bytes, listing: list[Stat]) -> Iterator[bytes]:
+            prefix = rel + b"/" if rel else b""
+            return (prefix + e[0] for e in listing if is_dir(e[1]))
+
+        top = list_dir(b"")
+        stack = [(b"", top, subdirs(b"", top))]
+        while stack:
+            rel, listing, subs = stack[-1]
+            sub = next(subs, None)
+            if sub is None:
+                stack.pop()
+                yield rel, listing
+            else:
+                child = list_dir(sub)
+                stack.append((sub, child, subdirs(sub, child)))
+
     def scan(self, *, under: str = "") -> dict[str, LocalEntry]:
         """Every file, directory and symlink of the worktree (or below ``under``).
 
         Symlinks are reported as links, never followed. Sockets, FIFOs and devices are
         skipped with a warning.
         """
-        spec = self.ignore_spec()
+        list_dir = self._lister()
         seen_ns = time.time_ns()
         out: dict[str, LocalEntry] = {}
-        stack = [under]
+        stack = [os.fsencode(under)]
         while stack:
             rel = stack.pop()
-            with os.scandir(self.root / rel if rel else self.root) as it:
-                dirents = list(it)
-            for de in dirents:
-                name = de.name
-                if (not rel and name == WT_DIR) or TEMP_MARK in name:
-                    continue
-                path = join_path(rel, name)
-                if path in self._excluded:
-                    continue
-                try:
-                    st = de.stat(follow_symlinks=False)
-                    target = os.readlink(de.path) if stat.S_ISLNK(st.st_mode) else ""
-                except FileNotFoundError:
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if spec.match_file(path + "/" if is_dir else path):
-                    continue
-                e = entry_from_stat(path, st, target, seen_ns)
-                if e is None:
-                    log.warning("skipping %s: not a file, directory or symlink", path)
-                    continue
-                out[path] = e
-                if is_dir:
-                    stack.append(path)
+            prefix = rel + b"/" if rel else b""
+            for name, mode, size, mtime, ino, ctime, target in list_dir(rel):
+                raw = prefix + name
+                path = os.fsdecode(raw)
+                if stat.S_ISDIR(mode):
+                    kind = EntryKind.DIR
+                    stack.append(raw)
+                else:
+                    kind = EntryKind.SYMLINK if stat.S_ISLNK(mode) else EntryKind.FILE
+                out[path] = LocalEntry(
+                    path,
+                    kind,
+                    stat.S_IMODE(mode),
+                    size,
+                    mtime,
+                    ino,
+                    ctime,
+                    os.fsdecode(target),
+                    seen_ns,
+                )
         return out
 
     def abspath(self, path: str) -> Path:
