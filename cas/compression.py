@@ -41,17 +41,44 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
+# The incompressibility probe: a chunk of at least PROBE_MIN bytes is first sampled —
+# PROBE_SLICES slices of PROBE_SLICE bytes spread over it — and the sample compressed at
+# level 1. Unless that shrinks it to at most PROBE_RATIO of its size, the chunk is stored
+# raw without compressing it whole. JPEG/PNG images and encrypted or already compressed
+# data fail the probe at ~3 % of the cost of compressing the chunk; float weights (which
+# shrink ~8 %) and text pass it. The probe only decides; it never changes stored bytes.
+PROBE_MIN = 64 * 1024
+PROBE_SLICE = 4096
+PROBE_SLICES = 4
+PROBE_RATIO = 0.97
+
+
+def _looks_incompressible(data: bytes | memoryview) -> bool:
+    n = len(data)
+    step = n // PROBE_SLICES
+    view = memoryview(data)
+    sample = b"".join(view[i * step : i * step + PROBE_SLICE] for i in range(PROBE_SLICES))
+    return len(_compressor(1).compress(sample)) > PROBE_RATIO * len(sample)
+
+
 def compress(data: bytes | memoryview, level: int) -> tuple[int, bytes]:
     """Compress one chunk; return ``(codec, stored_bytes)``.
 
-    The chunk is kept raw when zstd would not make it smaller (images, float weights).
+    The chunk is kept raw (given ``bytes``, that very object, not a copy) when zstd would
+    not make it smaller (images, already compressed files) or the probe says it would not.
     """
     if level <= 0 or len(data) < 64:
-        return CODEC_RAW, bytes(data)
+        return CODEC_RAW, _as_bytes(data)
+    if len(data) >= PROBE_MIN and _looks_incompressible(data):
+        return CODEC_RAW, _as_bytes(data)
     packed = _compressor(level).compress(data)
     if len(packed) >= len(data):
-        return CODEC_RAW, bytes(data)
+        return CODEC_RAW, _as_bytes(data)
     return CODEC_ZSTD, packed
+
+
+def _as_bytes(data: bytes | memoryview) -> bytes:
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def decompress(codec: int, stored: bytes | memoryview, raw_len: int, what: str) -> bytes:

@@ -17,7 +17,7 @@ from cas.errors import CorruptObjectError, UnsupportedFormatError
 FORMAT_VERSION = 1
 KNOWN_FEATURES: frozenset[str] = frozenset()
 DEFAULT_PACK_SIZE = 32 << 20
-DEFAULT_ZSTD_LEVEL = 3
+DEFAULT_ZSTD_LEVEL = 1
 
 
 @dataclass(frozen=True, slots=True)

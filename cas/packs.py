@@ -61,16 +61,21 @@ class PackEntry:
 
 
 class PackWriter:
-    """Accumulates blobs in memory and seals them into one pack."""
+    """Accumulates blobs in memory and seals them into one pack.
+
+    Blobs are kept as the parts they arrive in and joined once, when sealed: each byte
+    is copied once on its way into a pack, not at every growth of one buffer.
+    """
 
     def __init__(self) -> None:
-        self._buf = bytearray(PACK_MAGIC)
+        self._parts: list[bytes] = [PACK_MAGIC]
+        self._size = len(PACK_MAGIC)
         self._entries: list[PackEntry] = []
 
     @property
     def size(self) -> int:
         """Bytes so far (without the footer)."""
-        return len(self._buf)
+        return self._size
 
     @property
     def count(self) -> int:
@@ -81,9 +86,10 @@ class PackWriter:
         """Append one blob (already compressed with ``codec``)."""
         if len(stored) > MAX_BLOB_SIZE or raw_len > MAX_BLOB_SIZE:
             raise ValueError("blob too large for a pack")
-        self._buf += BLOB_HEADER.pack(BLOB_MAGIC, kind, codec, raw_len, len(stored), blob_id)
-        offset = len(self._buf)
-        self._buf += stored
+        self._parts.append(BLOB_HEADER.pack(BLOB_MAGIC, kind, codec, raw_len, len(stored), blob_id))
+        offset = self._size + BLOB_HEADER.size
+        self._parts.append(stored)
+        self._size = offset + len(stored)
         self._entries.append(PackEntry(blob_id, kind, codec, offset, len(stored), raw_len))
 
     def seal(self) -> tuple[ObjectId, bytes, list[PackEntry]]:
@@ -93,11 +99,11 @@ class PackWriter:
             for e in self._entries
         )
         check = hash_bytes(footer)[:8]
-        self._buf += footer
-        self._buf += TRAILER.pack(len(self._entries), len(footer), check, END_MAGIC)
-        if len(self._buf) > MAX_PACK_SIZE:
+        trailer = TRAILER.pack(len(self._entries), len(footer), check, END_MAGIC)
+        if self._size + len(footer) + len(trailer) > MAX_PACK_SIZE:
             raise ValueError("pack larger than 4 GiB")
-        data = bytes(self._buf)
+        data = b"".join([*self._parts, footer, trailer])
+        self._parts = []
         return hash_bytes(data), data, list(self._entries)
 
 

@@ -370,10 +370,12 @@ class WriteSession:
         self.repo = repo
         self._index = repo.load_index()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when a pack leaves memory
         self._pending: set[bytes] = set()
         self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
         self._uploads: list[Future[None]] = []
-        self._slots = threading.BoundedSemaphore(max_uploads)
+        self._max_uploads = max_uploads
+        self._in_flight = 0  # full packs being sealed or uploaded (held in memory)
         self._pool = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-upload")
         self._packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
         self.new_blobs = 0
@@ -391,19 +393,46 @@ class WriteSession:
             return True
 
     def add(self, blob_id: ObjectId, kind: int, codec: int, raw_len: int, stored: bytes) -> None:
-        """Append a reserved blob (already compressed) to the open pack of its kind."""
-        sealed = None
-        with self._lock:
+        """Append a reserved blob (already compressed) to the open pack of its kind.
+
+        Back-pressure: while ``max_uploads`` full packs are being sealed or uploaded,
+        callers wait here, so a session holds at most ``max_uploads`` full packs plus the
+        two open ones, however fast the producers are. The caller that fills a pack
+        seals it (hashing tens of MB) outside the lock and hands it to an upload thread.
+        """
+        full = None
+        with self._room:
+            while self._in_flight >= self._max_uploads:
+                self._raise_failed_upload()
+                self._room.wait(timeout=1.0)
             self._raise_failed_upload()
             w = self._writers[kind]
             w.add(blob_id, kind, codec, raw_len, stored)
             self.new_blobs += 1
             self.new_bytes += raw_len
             if w.size >= self.repo.config.pack_size:
-                sealed = w.seal()
+                full = w
                 self._writers[kind] = PackWriter()
-        if sealed is not None:
-            self._submit(*sealed)
+                self._in_flight += 1
+        if full is not None:
+            self._seal_and_submit(full)
+
+    def _seal_and_submit(self, writer: PackWriter) -> None:
+        """Seal a full pack counted in ``_in_flight`` and queue its upload."""
+        try:
+            pack_id, data, entries = writer.seal()
+            fut = self._pool.submit(self._upload, pack_id, data, entries)
+        except BaseException:
+            self._left_memory(None)
+            raise
+        fut.add_done_callback(self._left_memory)
+        with self._lock:
+            self._uploads.append(fut)
+
+    def _left_memory(self, _fut: object) -> None:
+        with self._room:
+            self._in_flight -= 1
+            self._room.notify_all()
 
     def store_tree(self, tree: Tree) -> ObjectId:
         """Encode a tree and store it as a blob unless the store has it; return its id."""
@@ -413,17 +442,6 @@ class WriteSession:
             codec, stored = compress(data, self.repo.config.zstd_level)
             self.add(tree_id, KIND_TREE, codec, len(data), stored)
         return tree_id
-
-    def _submit(self, pack_id: ObjectId, data: bytes, entries: list[PackEntry]) -> None:
-        self._slots.acquire()
-        try:
-            fut = self._pool.submit(self._upload, pack_id, data, entries)
-        except BaseException:
-            self._slots.release()
-            raise
-        fut.add_done_callback(lambda _f: self._slots.release())
-        with self._lock:
-            self._uploads.append(fut)
 
     def _upload(self, pack_id: ObjectId, data: bytes, entries: list[PackEntry]) -> None:
         try:
@@ -467,11 +485,15 @@ class WriteSession:
         After this returns, every blob added so far is durable and findable, and the
         session can go on accepting blobs.
         """
-        with self._lock:
-            sealed = [w.seal() for w in self._writers.values() if w.count]
+        with self._room:
+            while self._in_flight >= self._max_uploads:
+                self._raise_failed_upload()
+                self._room.wait(timeout=1.0)
+            open_packs = [w for w in self._writers.values() if w.count]
             self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
-        for s in sealed:
-            self._submit(*s)
+            self._in_flight += len(open_packs)
+        for w in open_packs:
+            self._seal_and_submit(w)
         with self._lock:
             uploads, self._uploads = self._uploads, []
         for fut in uploads:

@@ -98,3 +98,63 @@ def test_flipped_byte_in_frame_body_is_left_to_the_hash_check() -> None:
         return
     assert len(out) == len(TEXT)
     assert out != TEXT
+
+
+# ---------------------------------------------------------------------------- the probe
+
+
+def test_probe_keeps_random_chunks_raw_without_compressing_them_whole(monkeypatch) -> None:
+    """A large random chunk is stored raw after zstd saw only the probe's sample."""
+    import cas.compression as compression
+
+    data = random.Random(1).randbytes(512 * 1024)
+    seen: list[int] = []
+    real = compression._compressor
+
+    class Spy:
+        def __init__(self, inner: zstandard.ZstdCompressor) -> None:
+            self.inner = inner
+
+        def compress(self, b: bytes) -> bytes:
+            seen.append(len(b))
+            return self.inner.compress(b)
+
+    monkeypatch.setattr(compression, "_compressor", lambda level: Spy(real(level)))
+    codec, stored = compress(data, 3)
+    assert codec == CODEC_RAW and stored is data  # the very object: no copy
+    assert seen == [compression.PROBE_SLICES * compression.PROBE_SLICE]
+
+
+def test_probe_passes_compressible_and_float_like_chunks() -> None:
+    rng = random.Random(2)
+    text = b"".join(
+        f'{{"id": {i}, "text": "sample {rng.random()}"}}\n'.encode() for i in range(9000)
+    )
+    # float16-looking: random mantissas, a narrow band of exponents (shrinks ~8 %)
+    floats = bytes(
+        b
+        for _ in range(100_000)
+        for b in (rng.randbytes(1)[0], rng.choice((0x3B, 0x3C, 0xBB, 0xBC)))
+    )
+    for data in (text, floats):
+        assert len(data) >= 64 * 1024
+        codec, stored = compress(data, 1)
+        assert codec == CODEC_ZSTD and len(stored) < len(data)
+        assert decompress(codec, stored, len(data), "chunk") == data
+
+
+def test_chunk_compressible_only_outside_the_sample_may_be_kept_raw() -> None:
+    """The probe only chooses the codec: either way the bytes round-trip."""
+    rng = random.Random(3)
+    data = bytearray(rng.randbytes(256 * 1024))
+    data[10_000:60_000] = bytes(50_000)  # zeros between the sampled slices
+    codec, stored = compress(bytes(data), 1)
+    assert decompress(codec, stored, len(data), "chunk") == bytes(data)
+
+
+def test_memoryview_input_gives_bytes() -> None:
+    data = random.Random(4).randbytes(100_000)
+    codec, stored = compress(memoryview(data), 1)
+    assert codec == CODEC_RAW and isinstance(stored, bytes) and stored == data
+    codec, stored = compress(memoryview(TEXT), 1)
+    assert codec == CODEC_ZSTD and decompress(codec, stored, len(TEXT), "chunk") == TEXT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cas.errors import (
     HashMismatchError,
     IntegrityError,
     MissingDataError,
+    NoSpaceError,
     ObjectNotFoundError,
     RepositoryNotFoundError,
     UnsafePathError,
@@ -417,3 +419,106 @@ def test_session_is_a_context_manager(backend: RecordingBackend) -> None:
     repo = _create(backend)
     with WriteSession(repo) as session:
         assert session.repo is repo
+
+
+# ---------------------------------------------------------------------------- the pipeline
+
+
+class GatedPacks:
+    """Pack writes wait at a gate (a slow remote); records how many were started."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        if key.startswith(PACKS):
+            with self.lock:
+                self.started += 1
+            assert self.gate.wait(timeout=60), "the test never opened the gate"
+        self.inner.write(key, data, if_absent=if_absent)
+
+
+def test_session_back_pressure_bounds_the_packs_held_in_memory() -> None:
+    """With uploads stalled, producers stop after max_uploads full packs + the open one."""
+    gated = GatedPacks(MemoryBackend())
+    repo = _create(gated)  # type: ignore[arg-type]
+    blob = 10_000
+    blobs = [random.Random(i).randbytes(blob) for i in range(10 * SMALL_PACK // blob)]
+    session = repo.new_session()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for raw in blobs:
+                bid = hash_bytes(raw)
+                if session.reserve(bid):
+                    session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    producers = [threading.Thread(target=produce) for _ in range(3)]
+    for t in producers:
+        t.start()
+    bound = 3 * (SMALL_PACK + blob + 64)  # 2 packs uploading + the open one (+ a blob each)
+    samples = []
+    for _ in range(3000):  # until both upload threads hold a pack (at most 30 s)
+        samples.append(session.new_bytes)
+        if gated.started == 2 or done.wait(0.01):
+            break
+    for _ in range(50):  # then let the producers run into the bound
+        samples.append(session.new_bytes)
+        if done.wait(0.01):
+            break
+    assert not done.is_set(), "producers finished 10 packs while no upload could complete"
+    assert gated.started == 2  # the upload pool's size: nothing else was handed over
+    assert max(samples) <= bound and session.new_bytes <= bound
+    gated.gate.set()
+    for t in producers:
+        t.join(timeout=60)
+    assert not errors
+    session.flush()
+    session.close()
+    for raw in blobs:
+        assert repo.read_blob(hash_bytes(raw)) == raw
+
+
+class FailingPacks:
+    """Every pack write fails as a full disk would."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        if key.startswith(PACKS):
+            raise NoSpaceError(key)
+        self.inner.write(key, data, if_absent=if_absent)
+
+
+def test_an_upload_thread_error_reaches_the_producer_and_nothing_is_indexed() -> None:
+    inner = MemoryBackend()
+    repo = _create(FailingPacks(inner))  # type: ignore[arg-type]
+
+    def fill() -> None:
+        with repo.new_session() as session:
+            for i in range(10 * SMALL_PACK // 10_000):
+                raw = random.Random(i).randbytes(10_000)
+                bid = hash_bytes(raw)
+                if session.reserve(bid):
+                    session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+            session.flush()
+
+    with pytest.raises(NoSpaceError):
+        fill()
+    assert not list(inner.list(INDEX)) and not list(inner.list(PACKS))
