@@ -97,14 +97,17 @@ def _visibility_problem(repo: Repository, commit_id: ObjectId, written_ns: int) 
     DriveFS uploads files in its own order, after the writer has moved on, so another
     machine may see a ref entry before the commit, trees or packs it reaches. The commit
     and root tree are always checked; for an entry younger than :data:`RECENT_NS` every
-    pack the version needs is checked too.
+    pack the version needs is checked too — unless the store makes every write visible
+    everywhere once it returns (``ordered_visibility``, S3): then the write order
+    (invariant 2) alone puts the packs there before the entry.
     """
     seen_key = f"visible/{commit_id.hex()}"
     if repo.cache.has(seen_key):
         return None  # checked whole before, on this machine
     try:
         commit = repo.load_commit(commit_id)
-        if time.time_ns() - written_ns > RECENT_NS:
+        ordered = repo.backend.capabilities.ordered_visibility
+        if ordered or time.time_ns() - written_ns > RECENT_NS:
             repo.load_tree(commit.tree, at_root=True)
             return None
         packs: set[ObjectId] = set()

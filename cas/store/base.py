@@ -37,12 +37,17 @@ class Capabilities:
         conditional_write: ``if_absent`` is enforced by the store itself, so two
             racing writers of one key cannot both succeed.
         consistent_listing: a listing right after a write shows that write.
+        ordered_visibility: once a write has returned, it is visible to every reader
+            on every machine, so objects become visible in the order they were written
+            (S3 and its peers). A folder backend cannot promise it: the folder may be a
+            Drive mount, whose uploads to other machines happen later, in any order.
         max_connections: how many operations may usefully run at once.
     """
 
     atomic_replace: bool = True
     conditional_write: bool = True
     consistent_listing: bool = True
+    ordered_visibility: bool = False
     max_connections: int = 4
 
 

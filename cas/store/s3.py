@@ -178,6 +178,8 @@ class S3Backend:
             atomic_replace=True,
             conditional_write=True,
             consistent_listing=True,
+            # Strong read-after-write consistency (AWS since 2020, MinIO, R2, GCS).
+            ordered_visibility=True,
             max_connections=self._max,
         )
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +28,14 @@ from cas.errors import (
     UnsupportedFormatError,
 )
 from cas.hashing import hash_bytes
+from cas.history import resolve_ref
 from cas.ids import ObjectId
 from cas.index import ChunkIndex, decode_segment
 from cas.layout import CONFIG_KEY, INDEX, PACKS, commit_key, pack_key, parse_object_key
-from cas.objects import Commit, EntryKind, Tree, TreeEntry
+from cas.objects import ChunkRef, Commit, EntryKind, Tree, TreeEntry
 from cas.packs import KIND_CHUNK, read_pack_entries
 from cas.repository import Repository, WriteSession
-from cas.store.base import Backend
+from cas.store.base import Backend, Capabilities
 from cas.store.local import LocalDirBackend
 from cas.store.memory import MemoryBackend
 from tests.conftest import SMALL_CHUNKER, SMALL_PACK
@@ -522,3 +525,51 @@ def test_an_upload_thread_error_reaches_the_producer_and_nothing_is_indexed() ->
     with pytest.raises(NoSpaceError):
         fill()
     assert not list(inner.list(INDEX)) and not list(inner.list(PACKS))
+
+
+# ---------------------------------------------------------------------------- visibility
+
+
+class StatCounting:
+    """A memory backend that claims (or not) ordered visibility and counts pack stats."""
+
+    def __init__(self, ordered: bool) -> None:
+        self.inner = MemoryBackend()
+        self.ordered = ordered
+        self.pack_stats = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(self.inner.capabilities, ordered_visibility=self.ordered)
+
+    def stat(self, key: str):  # type: ignore[no-untyped-def]
+        if key.startswith(PACKS):
+            self.pack_stats += 1
+        return self.inner.stat(key)
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_recent_version_is_checked_pack_by_pack_only_where_visibility_is_unordered(
+    ordered: bool,
+) -> None:
+    """On Drive a fresh ref entry may arrive before its packs: each pack is checked. On
+    S3 (ordered visibility) the write order alone guarantees them: no pack is probed."""
+    backend = StatCounting(ordered)
+    repo = _create(backend)  # type: ignore[arg-type]
+    ids = _store(repo, _blobs(20))
+    entries = tuple(
+        TreeEntry(f"f{i:03d}", EntryKind.FILE, 0o644, 1, 10_000, bid, (ChunkRef(bid, 10_000),))
+        for i, bid in enumerate(ids)
+    )
+    with repo.new_session() as session:
+        tree_id = session.store_tree(Tree(entries))
+        session.flush()
+    cid = repo.save_commit(Commit(tree_id, (), "v1", "me", time.time_ns()))
+    repo.refs.update("heads/main", target=cid, expected=repo.refs.state("heads/main"))
+    reader = _open(backend)  # type: ignore[arg-type]
+    assert resolve_ref(reader, "main").commit_id == cid
+    packs = {reader.locate(b).pack_id for b in ids}  # type: ignore[union-attr]
+    assert backend.pack_stats == (0 if ordered else len(packs))
