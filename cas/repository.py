@@ -12,6 +12,7 @@ The ref entry is written by the caller (:mod:`cas.refs`) and is the only commit 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -34,6 +35,7 @@ from cas.config import (
 )
 from cas.errors import (
     AlreadyExistsError,
+    CasError,
     HashMismatchError,
     IntegrityError,
     MissingDataError,
@@ -58,6 +60,10 @@ from cas.refs import RefState, RefStore
 from cas.store.base import Backend
 
 log = logging.getLogger(__name__)
+
+# A metadata pack up to this size is fetched whole (and cached) when one of its trees is
+# read: one request instead of one per directory.
+TREE_PACK_PREFETCH = 8 << 20
 
 
 class Repository:
@@ -281,9 +287,29 @@ class Repository:
         key = f"trees/{h[:2]}/{h}"
         data = self.cache.get(key)
         if data is None or hash_bytes(data) != tree_id:
+            self._prefetch_tree_pack(tree_id)
             data = self.read_blob(tree_id)
             self.cache.put(key, data)
         return decode_tree(data, f"tree {tree_id.short}", at_root=at_root)
+
+    def _prefetch_tree_pack(self, tree_id: ObjectId) -> None:
+        """Cache the whole metadata pack of a tree about to be read, when it is small.
+
+        A version's trees are usually in a few metadata packs, and whoever reads one tree
+        reads its neighbours next: one request for the pack instead of one ranged read
+        per directory (a round trip each on S3, a few metadata operations on Drive). Best
+        effort: any failure leaves the ranged read to report the problem.
+        """
+        if not self.cache.enabled:
+            return
+        loc = self.locate(tree_id)
+        if loc is None or loc.kind != KIND_TREE or self.cache.has(pack_key(loc.pack_id)):
+            return
+        size = self.load_index().pack_size(loc.pack_id)
+        if size is None or size > TREE_PACK_PREFETCH:
+            return
+        with contextlib.suppress(CasError):
+            self.fetch_pack(loc.pack_id)
 
     def load_commit(self, commit_id: ObjectId) -> Commit:
         """Load a commit, verified against its id.

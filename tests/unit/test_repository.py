@@ -573,3 +573,40 @@ def test_recent_version_is_checked_pack_by_pack_only_where_visibility_is_unorder
     assert resolve_ref(reader, "main").commit_id == cid
     packs = {reader.locate(b).pack_id for b in ids}  # type: ignore[union-attr]
     assert backend.pack_stats == (0 if ordered else len(packs))
+
+
+class ReadCounting:
+    """Counts reads (whole or ranged) of pack keys."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.pack_reads = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def read(self, key: str) -> bytes:
+        self.pack_reads += key.startswith(PACKS)
+        return self.inner.read(key)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        self.pack_reads += key.startswith(PACKS)
+        return self.inner.read_range(key, offset, length)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_trees_of_a_small_metadata_pack_cost_one_read(cached: bool, tmp_path: Path) -> None:
+    inner = MemoryBackend()
+    writer = _create(inner, pack_size=1 << 20)
+    x = hash_bytes(b"x")
+    trees = [
+        Tree((TreeEntry("f", EntryKind.FILE, 0o644, i, 1, x, (ChunkRef(x, 1),)),))
+        for i in range(40)
+    ]
+    with writer.new_session() as session:
+        ids = [session.store_tree(t) for t in trees]
+        session.flush()
+    counting = ReadCounting(inner)
+    reader = _open(counting, tmp_path / "cache" if cached else None)  # type: ignore[arg-type]
+    assert [reader.load_tree(i) for i in ids] == trees
+    assert counting.pack_reads == (1 if cached else len(ids))
