@@ -30,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from stat import S_IMODE, S_ISDIR, S_ISREG
+from typing import TypeVar
 
 from cas._faults import crash_point
 from cas.chunking import Chunker
@@ -43,13 +44,15 @@ from cas.progress import NoProgress, Progress
 from cas.repository import Repository, WriteSession
 from cas.worktree import (
     FileContent,
-    LocalEntry,
     Stat,
     StatCache,
     Worktree,
     listing_digest,
     read_file_content,
 )
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +134,7 @@ def snapshot_worktree(
     clean: dict[bytes, ObjectId] = {}  # unchanged folders whose parent is not walked yet
     dirty: list[_Dir] = []  # folders to build, sub-directories first
     walked: set[bytes] = set()
-    to_read: list[LocalEntry] = []
-    slots: dict[str, tuple[_Dir, int]] = {}
+    to_read: list[tuple[_Dir, int]] = []  # (folder, index of the file in its listing)
     files = dirs = symlinks = nbytes = 0
     for rel, listing in wt.walk():
         walked.add(rel)
@@ -167,32 +169,30 @@ def snapshot_worktree(
             if hit is not None and all(c.chunk_id in index for c in hit[0].chunks):
                 d.contents[i] = hit
             else:
-                path = os.fsdecode(prefix + name)
-                to_read.append(
-                    LocalEntry(path, EntryKind.FILE, S_IMODE(mode), size, mtime, ino, ctime)
-                )
-                slots[path] = (d, i)
+                to_read.append((d, i))
         dirty.append(d)
 
-    total = sum(e.size for e in to_read)
+    total = sum(d.listing[i][2] for d, i in to_read)
     progress.start(total, "B", "commit")
     sink = _ChunkSink(session, repo.config.zstd_level, workers)
     local = threading.local()
+    root = os.fsencode(wt.root)
 
-    def read_one(e: LocalEntry) -> tuple[LocalEntry, FileContent]:
+    def read_one(item: tuple[_Dir, int]) -> FileContent:
         chunker = getattr(local, "chunker", None)
         if chunker is None:
             chunker = local.chunker = Chunker(repo.config.chunker)
-        with open(wt.abspath(e.path), "rb") as f:
-            content = read_file_content(f, chunker, _advancing(sink, progress))
-        return e, content
+        d, i = item
+        path = root + b"/" + (d.rel + b"/" if d.rel else b"") + d.listing[i][0]
+        with open(path, "rb") as f:
+            return read_file_content(f, chunker, _advancing(sink, progress))
 
-    def collect(r: tuple[LocalEntry, FileContent]) -> None:
-        d, i = slots[r[0].path]
-        d.contents[i] = (r[1], seen_ns)
+    def collect(item: tuple[_Dir, int], content: FileContent) -> None:
+        d, i = item
+        d.contents[i] = (content, seen_ns)
 
     try:
-        _run_bounded(read_one, to_read, workers, collect)
+        _run_bounded(read_one, to_read, lambda it: it[0].listing[it[1]][2], workers, collect)
         sink.close()
     except BaseException:
         sink.abort()
@@ -218,28 +218,30 @@ def _advancing(
 
 
 def _run_bounded(
-    fn: Callable[[LocalEntry], tuple[LocalEntry, FileContent]],
-    items: list[LocalEntry],
+    fn: Callable[[T], R],
+    items: list[T],
+    size: Callable[[T], int],
     workers: int,
-    collect: Callable[[tuple[LocalEntry, FileContent]], None],
+    collect: Callable[[T, R], None],
 ) -> None:
     """Run ``fn`` over ``items`` on a pool with a bounded window; collect in order."""
     if not items:
         return
     # Largest files first, so a big file does not start last and run alone.
-    order = sorted(items, key=lambda e: e.size, reverse=True)
+    order = sorted(items, key=size, reverse=True)
     window = 4 * workers
     with ThreadPoolExecutor(workers, thread_name_prefix="cas-read") as pool:
-        pending: list[Future[tuple[LocalEntry, FileContent]]] = []
+        pending: list[tuple[T, Future[R]]] = []
         try:
             for item in order:
-                pending.append(pool.submit(fn, item))
+                pending.append((item, pool.submit(fn, item)))
                 if len(pending) >= window:
-                    collect(pending.pop(0).result())
-            for fut in pending:
-                collect(fut.result())
+                    done, fut = pending.pop(0)
+                    collect(done, fut.result())
+            for done, fut in pending:
+                collect(done, fut.result())
         except BaseException:
-            for fut in pending:
+            for _, fut in pending:
                 fut.cancel()
             raise
 

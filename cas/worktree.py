@@ -26,7 +26,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -140,12 +140,15 @@ def read_file_content(
     whole = StreamHasher()
     chunks: list[ChunkRef] = []
     for view in chunker.iter_chunks(f):
-        chunk_id = hash_bytes(view)
         whole.update(view)
+        # The first chunk's id is the hash of everything so far: one pass over its bytes.
+        chunk_id = hash_bytes(view) if chunks else whole.digest()
         chunks.append(ChunkRef(chunk_id, len(view)))
         if on_chunk is not None:
             on_chunk(chunk_id, view)
-    return FileContent(whole.digest(), tuple(chunks))
+    # A file of one chunk has that chunk's id (the same object, kept once in memory).
+    oid = chunks[0].chunk_id if len(chunks) == 1 else whole.digest()
+    return FileContent(oid, tuple(chunks))
 
 
 # A directory entry as a scan sees it (``lstat``, links not followed), in raw form:
@@ -205,7 +208,7 @@ def _is_int_list(v: object) -> bool:
     return isinstance(v, list) and all(type(x) is int for x in v)
 
 
-def _encode_rows(rows: dict[bytes, _Row]) -> tuple[bytes, bytes, int]:
+def _encode_rows(rows: Iterable[tuple[bytes, _Row]]) -> tuple[bytes, bytes, int]:
     """(columns, chunk ids, row count) of a directory's rows, without racily clean ones."""
     names: list[bytes] = []
     ints: tuple[list[int], ...] = ([], [], [], [], [])  # sizes, mtimes, inos, ctimes, seens
@@ -213,7 +216,7 @@ def _encode_rows(rows: dict[bytes, _Row]) -> tuple[bytes, bytes, int]:
     counts: list[int] = []
     chunk_sizes: list[int] = []
     ids: list[bytes] = []
-    for name, (size, mtime, ino, ctime, seen, oid, cids, csizes) in rows.items():
+    for name, (size, mtime, ino, ctime, seen, oid, cids, csizes) in rows:
         if is_racy(mtime, ctime, seen):
             continue
         names.append(name)
@@ -411,14 +414,15 @@ class StatCache:
         file of the listing ``digest`` was computed from. The tree is vouched for only if
         no row is racily clean.
         """
-        d = self._dirs[parent] = _DirRecord()
-        rows = d.rows = {}
-        trusted = True
-        for name, size, mtime, ino, ctime, seen, content in files:
-            rows[name] = _row(size, mtime, ino, ctime, seen, content)
-            trusted = trusted and not is_racy(mtime, ctime, seen)
-        if trusted:
-            d.digest, d.tree = digest, tree
+        packed, ids, count = _encode_rows(
+            (name, _row(size, mtime, ino, ctime, seen, content))
+            for name, size, mtime, ino, ctime, seen, content in files
+        )
+        # Encoded at once (racy rows left out): a commit of many files keeps little.
+        if count == len(files):
+            self._dirs[parent] = _DirRecord(digest, tree, ids, packed)
+        else:
+            self._dirs[parent] = _DirRecord(None, None, ids, packed)
         self.changed = True
 
     def keep_dirs(self, dirs: Container[bytes]) -> None:
@@ -437,7 +441,7 @@ class StatCache:
             if d.packed is not None:
                 packed, ids = d.packed, d.ids
             else:
-                packed, ids, count = _encode_rows(d.rows or {})
+                packed, ids, count = _encode_rows((d.rows or {}).items())
                 if not count and d.digest is None:
                     continue  # nothing worth keeping
             out[parent] = [d.digest, d.tree, ids, packed]

@@ -68,13 +68,13 @@ def repo(tmp_path: Path) -> Iterator[cas.Repo]:
 
 
 @pytest.fixture
-def built(monkeypatch: pytest.MonkeyPatch) -> list[ObjectId]:
+def stored_trees(monkeypatch: pytest.MonkeyPatch) -> list[ObjectId]:
     """The ids of the trees each commit builds (rather than reuses)."""
     ids: list[ObjectId] = []
     store_tree = WriteSession.store_tree
 
-    def counting(self: WriteSession, tree: object) -> ObjectId:
-        tid = store_tree(self, tree)  # type: ignore[arg-type]
+    def counting(self: WriteSession, *args: object, **kwargs: object) -> ObjectId:
+        tid = store_tree(self, *args, **kwargs)  # type: ignore[arg-type]
         ids.append(tid)
         return tid
 
@@ -122,15 +122,15 @@ def _rewrite_same_size(path: Path, rng: random.Random) -> bytes:
 
 
 def test_unchanged_commit_reuses_every_tree_and_leaves_the_stat_cache_alone(
-    repo: cas.Repo, built: list[ObjectId], monkeypatch: pytest.MonkeyPatch
+    repo: cas.Repo, stored_trees: list[ObjectId], monkeypatch: pytest.MonkeyPatch
 ):
     first, t1 = _commit(repo)
     assert first.scanned_bytes == first.bytes > 0
     assert set(t1) == set(FOLDERS)
-    assert len(built) == len(FOLDERS)
+    assert len(stored_trees) == len(FOLDERS)
     cache_file = _wt(repo) / ".cas" / "statcache"
     before = cache_file.stat()
-    built.clear()
+    stored_trees.clear()
     looked_up: list[bytes] = []
     find = StatCache.find
 
@@ -143,7 +143,7 @@ def test_unchanged_commit_reuses_every_tree_and_leaves_the_stat_cache_alone(
     assert (again.scanned_bytes, again.new_bytes) == (0, 0)
     assert (again.files, again.bytes) == (first.files, first.bytes)
     assert t2 == t1
-    assert built == []  # no tree encoded again …
+    assert stored_trees == []  # no tree encoded again …
     assert looked_up == []  # … and no file looked up
     after = cache_file.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -157,16 +157,16 @@ def test_unchanged_commit_reuses_every_tree_and_leaves_the_stat_cache_alone(
 
 
 def test_a_change_deep_down_changes_every_ancestor_and_nothing_else(
-    repo: cas.Repo, built: list[ObjectId]
+    repo: cas.Repo, stored_trees: list[ObjectId]
 ):
     _, t1 = _commit(repo)
-    built.clear()
+    stored_trees.clear()
     deep = _wt(repo) / "a" / "b" / "c" / "deep.bin"
     data = _rewrite_same_size(deep, random.Random(5))
     res, t2 = _commit(repo)
     assert res.scanned_bytes == len(data)  # only that file was read
     assert _changed(t1, t2) == {"a/b/c", "a/b", "a", ""}
-    assert sorted(built) == sorted(t2[p] for p in ("a/b/c", "a/b", "a", ""))
+    assert sorted(stored_trees) == sorted(t2[p] for p in ("a/b/c", "a/b", "a", ""))
     (entry,) = repo.ls(res.commit_id.hex(), "a/b/c/deep.bin")
     assert entry.entry.oid == hash_bytes(data)
     assert _rebuilt(repo) == t2[""]
@@ -274,16 +274,16 @@ def _all_racy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_folder_with_racy_files_is_rebuilt_and_its_files_read(
-    repo: cas.Repo, built: list[ObjectId], monkeypatch: pytest.MonkeyPatch
+    repo: cas.Repo, stored_trees: list[ObjectId], monkeypatch: pytest.MonkeyPatch
 ):
     _all_racy(monkeypatch)
     first, t1 = _commit(repo)
-    built.clear()
+    stored_trees.clear()
     again, t2 = _commit(repo)
     assert again.scanned_bytes == again.bytes == first.bytes  # nothing was vouched for
     # Every folder with files was built again; the empty one has nothing racy.
-    assert len(built) == len(FOLDERS) - 1
-    assert t2["empty"] not in built
+    assert len(stored_trees) == len(FOLDERS) - 1
+    assert t2["empty"] not in stored_trees
     assert t2 == t1
     monkeypatch.undo()
     third = repo.commit("window passed")
