@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from tqdm.auto import tqdm
-
 
 class Progress(Protocol):
     """Receives progress from a long operation; called from several threads."""
@@ -55,6 +53,8 @@ class BarProgress:
         """Open a bar."""
         self.finish()
         with self._lock:
+            from tqdm.auto import tqdm  # lazy: ~0.1 s of imports, needed only to draw
+
             self._bar = tqdm(
                 total=total or None,
                 unit=unit,
