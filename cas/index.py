@@ -17,9 +17,14 @@ Segment layout (little-endian; ``docs/design.md`` is the reference)::
 from __future__ import annotations
 
 import struct
+import sys
 import threading
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 
 from cas.compression import CODECS
 from cas.errors import CorruptObjectError
@@ -97,47 +102,195 @@ def decode_segment(data: bytes, what: str) -> dict[ObjectId, tuple[int, list[Pac
     return packs
 
 
+_ID = 32
+# One row per blob, parallel to the sorted ids: pack_no, offset, stored_len, raw_len, kind,
+# codec. Offsets and lengths fit in u32 because a pack is smaller than 4 GiB
+# (MAX_PACK_SIZE); struct.error guards the rest.
+_ROW = struct.Struct("<IIIIBB")
+_ROW_SIZE = _ROW.size
+_BUCKETS = 1 << 16  # buckets by the first 2 bytes of the id
+if array("I").itemsize != 4:  # pragma: no cover - the bucket table holds u32 positions
+    raise ImportError("cas.index needs a 4-byte array type 'I'")
+
+
+class _Frozen:
+    """An immutable sorted run of blobs: ``ids`` (n × 32 bytes) and ``rows`` (n × 18 bytes).
+
+    ``buckets[b]`` is the position of the first id whose first two bytes are ≥ ``b``, so a
+    lookup searches only among the ids sharing its first two bytes. Never mutated
+    once built: ChunkIndex swaps in a new one, and readers hold no lock.
+    """
+
+    __slots__ = ("buckets", "ids", "n", "rows")
+
+    def __init__(self, ids: bytes, rows: bytes) -> None:
+        self.ids = ids
+        self.rows = rows
+        self.n = len(ids) // _ID
+        if self.n == 0:
+            self.buckets = array("I", bytes(4 * (_BUCKETS + 1)))
+            return
+        # The first two bytes of every id as big-endian u16, in id order (so sorted).
+        prefix = bytearray(2 * self.n)
+        prefix[0::2] = ids[0::_ID]
+        prefix[1::2] = ids[1::_ID]
+        pre = array("H", prefix)
+        if sys.byteorder == "little":
+            pre.byteswap()
+        self.buckets = array("I", [bisect_left(pre, b) for b in range(_BUCKETS + 1)])
+
+    def find(self, key: bytes) -> int:
+        """Position of ``key``, or -1."""
+        if len(key) != _ID:
+            return -1
+        b = key[0] << 8 | key[1]
+        lo = self.buckets[b]
+        hi = self.buckets[b + 1]
+        ids = self.ids
+        while hi - lo > 32:  # only in an index of several million blobs
+            mid = (lo + hi) >> 1
+            if key < ids[mid * _ID : mid * _ID + _ID]:
+                hi = mid
+            else:
+                lo = mid
+        # A short scan in C; a match must start on an id boundary (a miss, -1, does not).
+        end = hi * _ID
+        p = ids.find(key, lo * _ID, end)
+        while p % _ID:
+            if p < 0:
+                return -1
+            p = ids.find(key, p + 1, end)
+        return p // _ID
+
+    def insertion_point(self, key: bytes) -> int:
+        """First position whose id is ≥ ``key`` (bisect_left)."""
+        b = key[0] << 8 | key[1]
+        lo, hi = self.buckets[b], self.buckets[b + 1]
+        ids = self.ids
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if ids[mid * _ID : mid * _ID + _ID] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def merged(self, keys: list[bytes], rows: list[bytes]) -> _Frozen:
+        """A new run: this one plus ``keys`` (sorted, unique) and their ``rows``.
+
+        A key already here keeps its row here.
+        """
+        ids, old_rows, size, n = self.ids, self.rows, _ROW.size, self.n
+        if n == 0:
+            return _Frozen(b"".join(keys), b"".join(rows))
+        id_parts: list[bytes] = []
+        row_parts: list[bytes] = []
+        prev = 0
+        for key, row in zip(keys, rows, strict=True):
+            p = self.insertion_point(key)
+            if p != prev:
+                id_parts.append(ids[prev * _ID : p * _ID])
+                row_parts.append(old_rows[prev * size : p * size])
+                prev = p
+            if p < n and ids[p * _ID : p * _ID + _ID] == key:
+                continue
+            id_parts.append(key)
+            row_parts.append(row)
+        id_parts.append(ids[prev * _ID :])
+        row_parts.append(old_rows[prev * size :])
+        return _Frozen(b"".join(id_parts), b"".join(row_parts))
+
+
+_EMPTY = _Frozen(b"", b"")
+_BLOB_ID = attrgetter("blob_id")
+_FIELDS = tuple(attrgetter(f) for f in ("offset", "stored_len", "raw_len", "kind", "codec"))
+
+
+def _rows(pack_no: int, entries: list[PackEntry]) -> Iterator[bytes]:
+    """The packed rows of ``entries`` (all in C: no Python frame per entry)."""
+    return map(_ROW.pack, repeat(pack_no, len(entries)), *(map(f, entries) for f in _FIELDS))
+
+
 class ChunkIndex:
-    """The in-memory union of index segments; safe to read and add from several threads."""
+    """The in-memory union of index segments; safe to read and add from several threads.
+
+    About 50 bytes per blob: a frozen sorted run (:class:`_Frozen`) plus a small dict of
+    the blobs added since it was built (``_recent``, id → packed row). When ``_recent``
+    outgrows ``max(MERGE_THRESHOLD, frozen size // MERGE_RATIO)`` it is merged into a new
+    frozen run, so merging costs amortized O(1) copies per blob. Writers hold the lock.
+    Readers take none: they check ``_recent`` and then ``_frozen``, and a merge publishes
+    the new frozen run before it empties ``_recent``, so a blob already added is found.
+    """
+
+    # A dict entry costs about 180 bytes, a frozen row 50: merging when ``_recent`` passes
+    # an eighth of the frozen run keeps the index near 50-65 bytes per blob.
+    MERGE_THRESHOLD = 16384
+    MERGE_RATIO = 8
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pack_ids: list[ObjectId] = []
         self._pack_no: dict[ObjectId, int] = {}
         self._pack_sizes: list[int] = []
-        # blob id → (pack_no, offset, stored_len, raw_len, kind, codec)
-        self._blobs: dict[bytes, tuple[int, int, int, int, int, int]] = {}
+        self._frozen = _EMPTY
+        self._recent: dict[bytes, bytes] = {}
 
     def __len__(self) -> int:
-        return len(self._blobs)
+        with self._lock:
+            return self._frozen.n + len(self._recent)
 
     def __contains__(self, blob_id: object) -> bool:
-        return blob_id in self._blobs
+        if blob_id in self._recent:
+            return True
+        return isinstance(blob_id, bytes) and self._frozen.find(blob_id) >= 0
 
     def add_pack(self, pack_id: ObjectId, pack_size: int, entries: Iterable[PackEntry]) -> None:
         """Record a pack and its blobs; a blob already indexed keeps its first location."""
-        with self._lock:
-            no = self._pack_no.get(pack_id)
-            if no is None:
-                no = self._pack_no[pack_id] = len(self._pack_ids)
-                self._pack_ids.append(pack_id)
-                self._pack_sizes.append(pack_size)
-            for e in entries:
-                self._blobs.setdefault(
-                    e.blob_id, (no, e.offset, e.stored_len, e.raw_len, e.kind, e.codec)
-                )
+        self.add_segment({pack_id: (pack_size, list(entries))})
 
     def add_segment(self, packs: dict[ObjectId, tuple[int, list[PackEntry]]]) -> None:
-        """Merge a decoded segment."""
-        for pack_id, (size, entries) in packs.items():
-            self.add_pack(pack_id, size, entries)
+        """Merge a decoded segment (its packs in order; the first location of a blob wins)."""
+        with self._lock:
+            todo: list[tuple[int, list[PackEntry]]] = []
+            for pack_id, (size, entries) in packs.items():
+                no = self._pack_no.get(pack_id)
+                if no is None:
+                    no = self._pack_no[pack_id] = len(self._pack_ids)
+                    self._pack_ids.append(pack_id)
+                    self._pack_sizes.append(size)
+                todo.append((no, entries))
+            count = sum(len(entries) for _no, entries in todo)
+            frozen, recent = self._frozen, self._recent
+            if len(recent) + count <= max(self.MERGE_THRESHOLD, frozen.n // self.MERGE_RATIO):
+                for no, entries in todo:
+                    for bid, row in zip(map(_BLOB_ID, entries), _rows(no, entries), strict=True):
+                        if bid not in recent and frozen.find(bid) < 0:
+                            recent[bid] = row
+                return
+            # Bulk: everything pending, in arrival order, goes into a new frozen run.
+            keys = list(recent)
+            rows = list(recent.values())
+            for no, entries in todo:
+                keys += map(_BLOB_ID, entries)
+                rows += _rows(no, entries)
+            # Built from the end, so a key seen twice keeps its first row.
+            first = dict(zip(reversed(keys), reversed(rows), strict=True))
+            del keys, rows
+            new_keys = sorted(first)
+            self._frozen = frozen.merged(new_keys, list(map(first.__getitem__, new_keys)))
+            self._recent = {}
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         """Location of a blob, or None when no known pack holds it."""
-        row = self._blobs.get(blob_id)
-        if row is None:
-            return None
-        no, offset, stored, raw, kind, codec = row
+        row = self._recent.get(blob_id)
+        if row is not None:
+            no, offset, stored, raw, kind, codec = _ROW.unpack(row)
+        else:
+            frozen = self._frozen
+            i = frozen.find(blob_id)
+            if i < 0:
+                return None
+            no, offset, stored, raw, kind, codec = _ROW.unpack_from(frozen.rows, i * _ROW_SIZE)
         return BlobLocation(self._pack_ids[no], offset, stored, raw, kind, codec)
 
     def pack_size(self, pack_id: ObjectId) -> int | None:
@@ -150,8 +303,14 @@ class ChunkIndex:
         return iter(list(zip(self._pack_ids, self._pack_sizes, strict=True)))
 
     def iter_blobs(self) -> Iterator[tuple[ObjectId, BlobLocation]]:
-        """Every blob with its location."""
-        for bid in list(self._blobs):
-            loc = self.lookup(bid)
-            if loc is not None:
-                yield ObjectId(bid), loc
+        """Every blob with its location (a snapshot taken at the first ``next``)."""
+        with self._lock:
+            frozen, recent = self._frozen, list(self._recent.items())
+        pack_ids = self._pack_ids
+        ids = frozen.ids
+        for i, (no, offset, stored, raw, kind, codec) in enumerate(_ROW.iter_unpack(frozen.rows)):
+            loc = BlobLocation(pack_ids[no], offset, stored, raw, kind, codec)
+            yield ObjectId(ids[i * _ID : i * _ID + _ID]), loc
+        for bid, row in recent:
+            no, offset, stored, raw, kind, codec = _ROW.unpack(row)
+            yield ObjectId(bid), BlobLocation(pack_ids[no], offset, stored, raw, kind, codec)

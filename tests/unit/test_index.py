@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import itertools
+import os
+import random
 import struct
+import sys
 import threading
+import tracemalloc
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cas.compression import CODEC_RAW, CODEC_ZSTD
 from cas.errors import CorruptObjectError
@@ -216,3 +225,241 @@ def test_concurrent_adds() -> None:
         t.join()
     assert len(index) == 1600
     assert sorted(p for p, _ in index.iter_packs()) == sorted(packs)
+
+
+def test_empty_index() -> None:
+    index = ChunkIndex()
+    assert len(index) == 0
+    assert X not in index
+    assert index.lookup(X) is None
+    assert list(index.iter_blobs()) == []
+    assert list(index.iter_packs()) == []
+
+
+def test_odd_keys_are_absent() -> None:
+    index = ChunkIndex()
+    index.MERGE_THRESHOLD = 1
+    index.add_pack(P1, 1000, [_e(X), _e(Y), _e(Z)])  # merged into the frozen run
+    assert index.lookup(b"") is None
+    assert index.lookup(bytes(X)[:31]) is None
+    assert bytes(X) + b"\x00" not in index
+    assert 42 not in index
+    assert "x" not in index
+
+
+# Ids in one bucket (first two bytes 0505) where an id also appears across the boundary
+# of two neighbours: lookup must only match on a 32-byte boundary.
+K = bytes([5] * 32)
+LEFT = bytes([5, 5] + [0] * 14 + [5] * 16)  # its second half + RIGHT's first half == K
+RIGHT = bytes([5] * 16 + [9] * 16)
+
+
+@pytest.mark.parametrize("with_k", [False, True])
+def test_match_must_be_aligned(with_k: bool) -> None:
+    index = ChunkIndex()
+    index.MERGE_THRESHOLD = 1
+    ids = [LEFT, RIGHT] + ([K] if with_k else [])
+    index.add_pack(P1, 1000, [_e(ObjectId(b), offset=60 + i) for i, b in enumerate(ids)])
+    assert index._frozen.n == len(ids)  # the frozen run is what is being tested
+    assert (K in index) is with_k
+    if with_k:
+        assert index.lookup(K) == BlobLocation(P1, 62, 10, 20, KIND_CHUNK, CODEC_ZSTD)
+    assert index.lookup(LEFT).offset == 60  # type: ignore[union-attr]
+    assert index.lookup(RIGHT).offset == 61  # type: ignore[union-attr]
+
+
+def test_merges_crossing_the_threshold() -> None:
+    """The default threshold, crossed by small packs and then by one big segment."""
+    index = ChunkIndex()
+    blobs = [ObjectId(os.urandom(32)) for _ in range(3 * ChunkIndex.MERGE_THRESHOLD)]
+    packs = [hash_bytes(b"pack %d" % i) for i in range(len(blobs) // 1000 + 1)]
+    half = len(blobs) // 2
+    for n, start in enumerate(range(0, half, 1000)):
+        index.add_pack(
+            packs[n],
+            1 << 30,
+            [_e(b, offset=i) for i, b in enumerate(blobs[start : min(start + 1000, half)])],
+        )
+    assert index._frozen.n > 0
+    big = {packs[-1]: (1 << 30, [_e(b, offset=7) for b in blobs[half - 10 :]])}
+    index.add_segment(big)  # a bulk merge; its first 10 blobs are already indexed
+    assert len(index) == len(blobs)
+    assert not index._recent
+    for i in (0, 999, 1000, half - 1):
+        assert index.lookup(blobs[i]) == BlobLocation(packs[i // 1000], i % 1000, 10, 20, 0, 1)
+    for b in blobs[half:]:
+        assert index.lookup(b) == BlobLocation(packs[-1], 7, 10, 20, 0, 1)
+    assert dict(index.iter_blobs()) == {b: index.lookup(b) for b in blobs}
+
+
+# ------------------------------------------------------------------ ChunkIndex vs a dict
+
+# Ids made of four 8-byte blocks of 00, 05 or 09: many share their first two bytes, and
+# many appear misaligned inside the concatenation of two others.
+POOL = [
+    ObjectId(b"".join(bytes([v]) * 8 for v in c)) for c in itertools.product([0, 5, 9], repeat=4)
+] + [hash_bytes(b"%d" % i) for i in range(8)]
+PACKS = [hash_bytes(b"model pack %d" % i) for i in range(4)]
+
+entries = st.lists(
+    st.tuples(st.sampled_from(POOL), st.integers(0, 2**32 - 1), st.integers(0, 255)),
+    max_size=12,
+)
+
+
+class IndexMachine(RuleBasedStateMachine):
+    """ChunkIndex against a dict model: first location wins, merges at a tiny threshold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = ChunkIndex()
+        self.blobs: dict[bytes, BlobLocation] = {}
+        self.sizes: dict[ObjectId, int] = {}
+
+    @rule(threshold=st.sampled_from([1, 2, 5, 16384]), ratio=st.sampled_from([1, 2, 8]))
+    def tune(self, threshold: int, ratio: int) -> None:
+        self.index.MERGE_THRESHOLD = threshold
+        self.index.MERGE_RATIO = ratio
+
+    def _model_add(self, pack: ObjectId, size: int, es: list[PackEntry]) -> None:
+        self.sizes.setdefault(pack, size)
+        for e in es:
+            self.blobs.setdefault(
+                e.blob_id, BlobLocation(pack, e.offset, e.stored_len, e.raw_len, e.kind, e.codec)
+            )
+
+    @staticmethod
+    def _entries(rows: list[tuple[ObjectId, int, int]]) -> list[PackEntry]:
+        return [PackEntry(b, i % 2, (i // 2) % 2, off, i, i + 1) for b, off, i in rows]
+
+    @rule(pack=st.sampled_from(PACKS), size=st.integers(1, 2**40), rows=entries)
+    def add_pack(self, pack: ObjectId, size: int, rows: list[tuple[ObjectId, int, int]]) -> None:
+        es = self._entries(rows)
+        self.index.add_pack(pack, size, iter(es))
+        self._model_add(pack, size, es)
+
+    @rule(
+        packs=st.dictionaries(
+            st.sampled_from(PACKS), st.tuples(st.integers(1, 2**40), entries), max_size=3
+        )
+    )
+    def add_segment(
+        self, packs: dict[ObjectId, tuple[int, list[tuple[ObjectId, int, int]]]]
+    ) -> None:
+        seg = {p: (size, self._entries(rows)) for p, (size, rows) in packs.items()}
+        self.index.add_segment(seg)
+        for p, (size, es) in seg.items():
+            self._model_add(p, size, es)
+
+    @rule(blob=st.sampled_from(POOL))
+    def lookup(self, blob: ObjectId) -> None:
+        assert self.index.lookup(blob) == self.blobs.get(blob)
+        assert self.index.lookup(bytes(blob)) == self.blobs.get(blob)
+        assert (blob in self.index) is (blob in self.blobs)
+
+    @precondition(lambda self: len(self.blobs) > 0)
+    @rule()
+    def iterate(self) -> None:
+        got = list(self.index.iter_blobs())
+        assert len(got) == len(self.blobs)
+        assert all(type(b) is ObjectId for b, _loc in got)
+        assert dict(got) == self.blobs
+
+    @invariant()
+    def same_size_and_packs(self) -> None:
+        assert len(self.index) == len(self.blobs)
+        assert dict(self.index.iter_packs()) == self.sizes
+        for p in PACKS:
+            assert self.index.pack_size(p) == self.sizes.get(p)
+
+
+TestIndexMachine = IndexMachine.TestCase
+TestIndexMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+# ---------------------------------------------------------------------- threads, memory
+
+
+def test_readers_never_see_a_wrong_location() -> None:
+    """Lock-free lookups while a writer adds and merges: a location, if any, is right."""
+    index = ChunkIndex()
+    index.MERGE_THRESHOLD = 50
+    index.MERGE_RATIO = 2
+    batches = [[ObjectId(os.urandom(32)) for _ in range(20)] for _ in range(300)]
+    packs = [hash_bytes(b"p%d" % i) for i in range(len(batches))]
+    every = [(b, n, j) for n, batch in enumerate(batches) for j, b in enumerate(batch)]
+    added = [0]  # batches fully added: their blobs must be found
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def read(seed: int) -> None:
+        rnd = random.Random(seed)
+        while not stop.is_set():
+            done = added[0]
+            blob, n, j = rnd.choice(every)
+            loc, there = index.lookup(blob), blob in index
+            if loc is not None and loc != BlobLocation(packs[n], j, 10, 20, 0, 1):
+                failures.append(f"wrong location {loc} for batch {n}")
+            if n < done and (loc is None or not there):
+                failures.append(f"batch {n} added but not found")
+
+    readers = [threading.Thread(target=read, args=(s,)) for s in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for n, batch in enumerate(batches):
+            index.add_pack(packs[n], 1 << 20, [_e(b, offset=j) for j, b in enumerate(batch)])
+            added[0] = n + 1
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert failures == []
+    assert len(index) == 6000
+
+
+def _deep_size(root: object) -> int:
+    """Bytes of every object reachable from ``root`` (classes excluded)."""
+    seen: set[int] = set()
+    stack, total = [root], 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def _build(count: int, per_pack: int = 4000) -> ChunkIndex:
+    raw = os.urandom(32 * count)
+    index = ChunkIndex()
+    for p, start in enumerate(range(0, count, per_pack)):
+        es = [
+            _e(ObjectId(raw[i * 32 : i * 32 + 32]), offset=i)
+            for i in range(start, start + per_pack)
+        ]
+        index.add_segment({hash_bytes(b"%d" % p): (1 << 32, es)})
+    return index
+
+
+def test_memory_per_blob() -> None:
+    """About 50 bytes a blob (a dict of tuples took about 250): sizes, not time."""
+    index = _build(200_000)
+    assert len(index) == 200_000
+    per_blob = _deep_size(index) / len(index)
+    assert per_blob < 80, f"{per_blob:.1f} bytes per blob"
+
+
+@pytest.mark.slow
+def test_memory_per_blob_traced() -> None:
+    """The same, counted by tracemalloc (slow: it traces every allocation)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        index = _build(200_000)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used / len(index) < 80, f"{used / len(index):.1f} bytes per blob"
