@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.measure import reap
+
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "drivefs.c"
 
@@ -119,14 +121,4 @@ class DriveMount:
         _unmount(self.mountpoint)
         if self.proc is None:
             return
-        deadline = time.monotonic() + 30
-        while True:
-            pid, _status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self.daemon_cpu = ru.ru_utime + ru.ru_stime
-                self.proc.returncode = 0
-                return
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                deadline = time.monotonic() + 30
-            time.sleep(0.05)
+        self.daemon_cpu = reap(self.proc)

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     import blake3
@@ -100,6 +101,23 @@ def run(
         rc=rc,
         stderr_tail=" | ".join(tail),
     )
+
+
+def reap(proc: subprocess.Popen[Any], grace: float = 30.0) -> float:
+    """Wait for a helper process we asked to stop; return its CPU seconds (user + sys).
+
+    Killed if it has not exited after ``grace`` seconds (then waited for again).
+    """
+    deadline = time.monotonic() + grace
+    while True:
+        pid, _status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = 0
+            return float(ru.ru_utime + ru.ru_stime)
+        if time.monotonic() > deadline:
+            proc.kill()
+            deadline = time.monotonic() + grace
+        time.sleep(0.05)
 
 
 def drop_caches() -> str | None:

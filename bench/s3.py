@@ -20,11 +20,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.measure import reap
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -201,17 +202,7 @@ class S3Server:
         if self.proc is None:
             return
         self.proc.terminate()
-        deadline = time.monotonic() + 30
-        while True:
-            pid, _status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self.server_cpu = ru.ru_utime + ru.ru_stime
-                self.proc.returncode = 0
-                break
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                deadline = time.monotonic() + 30
-            time.sleep(0.05)
+        self.server_cpu = reap(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
 

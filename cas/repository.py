@@ -302,7 +302,7 @@ class Repository:
         """
         if not self.cache.enabled:
             return
-        loc = self.locate(tree_id)
+        loc = self.load_index().lookup(tree_id)  # read_blob re-reads the index on a miss
         if loc is None or loc.kind != KIND_TREE or self.cache.has(pack_key(loc.pack_id)):
             return
         size = self.load_index().pack_size(loc.pack_id)
@@ -428,10 +428,7 @@ class WriteSession:
         """
         full = None
         with self._room:
-            while self._in_flight >= self._max_uploads:
-                self._raise_failed_upload()
-                self._room.wait(timeout=1.0)
-            self._raise_failed_upload()
+            self._wait_for_room()
             w = self._writers[kind]
             w.add(blob_id, kind, codec, raw_len, stored)
             self.new_blobs += 1
@@ -442,6 +439,14 @@ class WriteSession:
                 self._in_flight += 1
         if full is not None:
             self._seal_and_submit(full)
+
+    def _wait_for_room(self) -> None:
+        """Wait (holding the lock) until fewer than ``max_uploads`` full packs are in
+        flight; raise the error of a failed upload."""
+        while self._in_flight >= self._max_uploads:
+            self._raise_failed_upload()
+            self._room.wait(timeout=1.0)
+        self._raise_failed_upload()
 
     def _seal_and_submit(self, writer: PackWriter) -> None:
         """Seal a full pack counted in ``_in_flight`` and queue its upload."""
@@ -512,9 +517,7 @@ class WriteSession:
         session can go on accepting blobs.
         """
         with self._room:
-            while self._in_flight >= self._max_uploads:
-                self._raise_failed_upload()
-                self._room.wait(timeout=1.0)
+            self._wait_for_room()
             open_packs = [w for w in self._writers.values() if w.count]
             self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
             self._in_flight += len(open_packs)

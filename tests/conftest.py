@@ -124,10 +124,16 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 def new_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreUnderTest:
     """Where this test may create a store of its own (nothing there yet)."""
     if store_kind == "s3":
-        server = request.getfixturevalue("s3_server")
         request.getfixturevalue("s3_env")
+    return empty_store(store_kind, tmp_path / "store", request)
+
+
+def empty_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> StoreUnderTest:
+    """A place for a new store: ``folder``, or a new bucket on the loopback S3 server."""
+    if kind == "s3":
+        server = request.getfixturevalue("s3_server")
         return S3Store(server, server.new_bucket())
-    return FolderStore(tmp_path / "store")
+    return FolderStore(folder)
 
 
 @pytest.fixture

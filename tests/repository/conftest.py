@@ -14,9 +14,9 @@ import pytest
 
 import cas
 from tests.assets import AssetSpec, generate_assets, mutate_assets, mutate_metadata, snapshot_tree
-from tests.conftest import SMALL_CHUNKER, SMALL_PACK, set_s3_env
+from tests.conftest import SMALL_CHUNKER, SMALL_PACK, empty_store, set_s3_env
 from tests.repository.repo_support import FAST_SPEC, MINI_SPEC, Built
-from tests.stores import FolderStore, S3Store, StoreUnderTest
+from tests.stores import StoreUnderTest
 
 
 def _build(root: Path, spec: AssetSpec, seed: int, target: StoreUnderTest) -> Built:
@@ -45,20 +45,13 @@ def _build(root: Path, spec: AssetSpec, seed: int, target: StoreUnderTest) -> Bu
     return Built(target, info, mutation, snap1, snap2, c1, c2, SMALL_CHUNKER.max, SMALL_PACK)
 
 
-def _session_store(kind: str, root: Path, request: pytest.FixtureRequest) -> StoreUnderTest:
-    if kind == "s3":
-        server = request.getfixturevalue("s3_server")
-        return S3Store(server, server.new_bucket())
-    return FolderStore(root / "store")
-
-
 def _built(
     kind: str, name: str, spec: AssetSpec, seed: int, request: pytest.FixtureRequest
 ) -> Built:
     root = request.getfixturevalue("tmp_path_factory").mktemp(f"{name}-{kind}")
     with pytest.MonkeyPatch.context() as mp:
         set_s3_env(mp)  # harmless for a folder store
-        return _build(root, spec, seed, _session_store(kind, root, request))
+        return _build(root, spec, seed, empty_store(kind, root / "store", request))
 
 
 @pytest.fixture(scope="session")

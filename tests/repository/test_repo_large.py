@@ -27,9 +27,9 @@ from tests.assets import (
     snapshot_tree,
     wait_out_racy_window,
 )
-from tests.conftest import set_s3_env
+from tests.conftest import empty_store, set_s3_env
 from tests.repository.repo_support import clone, tree_bytes_of_version, v2_storage_bound
-from tests.stores import FolderStore, S3Store, StoreUnderTest
+from tests.stores import StoreUnderTest
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +53,7 @@ class Large:
 @pytest.fixture(scope="module")
 def large(store_kind: str, request: pytest.FixtureRequest) -> Large:
     root = request.getfixturevalue("tmp_path_factory").mktemp(f"large-{store_kind}")
-    if store_kind == "s3":
-        server = request.getfixturevalue("s3_server")
-        store: StoreUnderTest = S3Store(server, server.new_bucket())
-    else:
-        store = FolderStore(root / "store")
+    store = empty_store(store_kind, root / "store", request)
     with pytest.MonkeyPatch.context() as mp:
         set_s3_env(mp)  # harmless for a folder store
         return _build_large(root, store)
