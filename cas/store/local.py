@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def _version(st: os.stat_result) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
 
 
+def _read_rest(fd: int, head: bytes, length: int, start: int) -> bytes:
+    """``head`` and what follows it, up to ``length`` bytes in all or the end of the file."""
+    parts = [head]
+    got = len(head)
+    while got < length:
+        more = os.pread(fd, length - got, start + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -134,11 +148,20 @@ class LocalDirBackend:
             raise translate_os_error(exc, key, "read") from exc
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
+        path = self._path(key)
         try:
-            with open(self._path(key), "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                start, _ = resolve_range(key, size, offset, length)
-                data = os.pread(f.fileno(), length, start)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if offset < 0 or length <= 0:
+                    # From the end, or empty: the size decides (and checks) the range.
+                    start, _ = resolve_range(key, os.fstat(fd).st_size, offset, length)
+                else:
+                    start = offset  # a read past the end comes back short, checked below
+                data = os.pread(fd, length, start)
+                if 0 < len(data) < length:  # a short read before the end (some FUSE mounts)
+                    data = _read_rest(fd, data, length, start)
+            finally:
+                os.close(fd)
         except IsADirectoryError:
             raise ObjectNotFoundError(key) from None
         except OSError as exc:
@@ -228,7 +251,7 @@ class LocalDirBackend:
             st = os.stat(self._path(key))
         except OSError as exc:
             raise translate_os_error(exc, key, "stat") from exc
-        if not os.path.isfile(self._path(key)):
+        if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFoundError(key)
         return KeyInfo(key, st.st_size, _version(st))
 
