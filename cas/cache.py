@@ -12,6 +12,10 @@ the caller decides) in one folder per store id, and mirrors remote keys::
 Everything cached is immutable and named by its content, so it is never stale; readers
 verify what they take from here and :meth:`LocalCache.evict` a damaged entry, after
 which it is fetched again. Deleting the folder loses nothing.
+
+A large object can be cached piece by piece while it streams past (:meth:`LocalCache.begin`):
+its pieces go to a temp file that becomes the entry only when the writer, having checked
+the whole object against its id, calls :meth:`CacheFile.commit`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,33 @@ class LocalCache:
             return None
         return data if len(data) == length else None
 
+    def open_read(self, key: str) -> int | None:
+        """A read-only descriptor of the cached ``key`` (the caller closes it), or None."""
+        p = self.path(key)
+        if p is None:
+            return None
+        try:
+            return os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    def begin(self, key: str) -> CacheFile | None:
+        """Start caching ``key`` piece by piece; None when caching is off or impossible."""
+        p = self.path(key)
+        if p is None:
+            return None
+        tmp = p.with_name(f"{p.name}.{secrets.token_hex(4)}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(tmp, flags, 0o644)
+            except FileNotFoundError:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, flags, 0o644)
+        except OSError:
+            return None
+        return CacheFile(self, key, p, tmp, fd)
+
     def touch(self, key: str) -> None:
         """Mark a cached pack as recently used (LRU order)."""
         p = self.path(key)
@@ -122,3 +153,57 @@ class LocalCache:
             with contextlib.suppress(OSError):
                 p.unlink()
                 total -= size
+
+
+class CacheFile:
+    """A cache entry being written piece by piece (best effort, like :meth:`LocalCache.put`).
+
+    Pieces go to a temp file next to the entry. :meth:`commit` moves it into place (the
+    caller has checked the whole object against its id); :meth:`abort` drops it. A failed
+    write (a full disk) quietly turns the rest into no-ops and the commit into an abort.
+    """
+
+    def __init__(self, cache: LocalCache, key: str, path: Path, tmp: Path, fd: int) -> None:
+        self._cache = cache
+        self._key = key
+        self._path = path
+        self._tmp = tmp
+        self._fd = fd
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``."""
+        if self._fd < 0:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self.size += n
+        except OSError:
+            self.abort()
+
+    def commit(self) -> None:
+        """Make the written bytes the cached entry (then trim the packs, for a pack)."""
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        try:
+            os.replace(self._tmp, self._path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            return
+        if self._key.startswith("packs/"):
+            self._cache.trim_packs()
+
+    def abort(self) -> None:
+        """Drop what was written."""
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
