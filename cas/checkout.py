@@ -22,29 +22,33 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import shutil
 import stat
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, TypeVar
 
 from cas._faults import crash_point
 from cas.chunking import Chunker
+from cas.compression import CODEC_RAW, decompress
 from cas.errors import (
+    CorruptObjectError,
+    HashMismatchError,
     IntegrityError,
     MissingDataError,
     NoSpaceError,
     PathNotFoundError,
     UnsafePathError,
 )
-from cas.hashing import hash_bytes
-from cas.history import committed_file_ids, flatten_tree
+from cas.hashing import StreamHasher, hash_bytes
+from cas.history import committed_file_ids, flatten_tree, iter_tree
 from cas.ids import ObjectId
 from cas.index import BlobLocation
 from cas.layout import pack_key
@@ -52,7 +56,15 @@ from cas.objects import EntryKind, TreeEntry
 from cas.paths import split_path
 from cas.progress import NoProgress, Progress
 from cas.repository import Repository
-from cas.worktree import WT_DIR, FileContent, LocalEntry, StatCache, Worktree, read_file_content
+from cas.worktree import (
+    RACY_FINE_NS,
+    WT_DIR,
+    FileContent,
+    LocalEntry,
+    StatCache,
+    Worktree,
+    read_file_content,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +72,19 @@ log = logging.getLogger(__name__)
 WHOLE_PACK_SHARE = 0.5
 # Merge two needed ranges of a pack when the gap between them is at most this.
 RANGE_GAP = 1 << 20
+# What a worker reads in one step: a piece of a pack, a cached pack or a worktree file,
+# cut at blob boundaries (a larger blob is read alone). With the workers, this bounds the
+# bytes in flight (invariant 9).
+WINDOW = 4 << 20
+# A job copying chunks from a worktree file covers at most this span, so that several
+# workers share a large file.
+_LOCAL_JOB = 4 * WINDOW
+# Idle descriptors of staged files written in pieces that stay open between pieces.
 _FD_CACHE = 64
+# A chunk's destination packed in one int: staged file number << _OFF_BITS | offset.
+_OFF_BITS = 48
+_OFF_MASK = (1 << _OFF_BITS) - 1
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -73,7 +97,6 @@ class CheckoutPlan:
     mkdirs: list[str] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
-    local: dict[str, LocalEntry] = field(default_factory=dict)
     local_content: dict[str, FileContent] = field(default_factory=dict)
 
     @property
@@ -134,27 +157,34 @@ def plan_checkout(
 ) -> CheckoutPlan:
     """Decide what to write, delete and keep; collect conflicts (does not raise on them)."""
     scopes = None if paths is None else tuple("/".join(split_path(p)) for p in paths)
-    target = {
-        p: e
-        for p, e in flatten_tree(repo, target_tree).items()
-        if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
-    }
-    base = (
-        {p: e for p, e in flatten_tree(repo, base_tree).items() if _in_scope(p, scopes)}
-        if base_tree is not None
-        else {}
-    )
-    local = {
-        p: e
-        for p, e in wt.scan().items()
-        if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
-    }
+    target = flatten_tree(repo, target_tree)
+    if scopes is not None:
+        target = {
+            p: e
+            for p, e in target.items()
+            if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
+        }
+    # The base version shares the target's entry objects wherever the two versions agree,
+    # so that a version close to the target costs little more than its paths.
+    base: dict[str, TreeEntry] = {}
+    if base_tree is not None:
+        for bp, be in iter_tree(repo, base_tree):
+            if _in_scope(bp, scopes):
+                same = target.get(bp)
+                base[bp] = same if same is not None and same == be else be
+    local = wt.scan()
+    if scopes is not None:
+        local = {
+            p: e
+            for p, e in local.items()
+            if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
+        }
     if scopes is not None:
         missing = [s for s in scopes if s and s not in target and s not in base]
         if missing:
             raise PathNotFoundError(missing[0], "the version to check out")
     chunker = Chunker(repo.config.chunker)
-    plan = CheckoutPlan(target=target, local=local)
+    plan = CheckoutPlan(target=target)
 
     def content(e: LocalEntry) -> FileContent:
         c = plan.local_content.get(e.path)
@@ -163,6 +193,7 @@ def plan_checkout(
         return c
 
     committed: set[bytes] | None = None
+    unchanged: list[str] = []  # files already right, whose content was looked at
 
     def clean(e: LocalEntry) -> bool:
         """True when losing the local entry loses nothing: it is in some commit."""
@@ -203,6 +234,10 @@ def plan_checkout(
             ):
                 if t.mode != lo.mode or t.mtime_ns != lo.mtime_ns:
                     plan.meta_only.append(path)
+                # Not kept: one content per file of the version would add up. If its
+                # chunks are needed elsewhere, _add_unchanged_sources finds them again.
+                del plan.local_content[path]
+                unchanged.append(path)
                 continue
             if not clean(lo):
                 plan.conflicts.append(path)
@@ -234,11 +269,35 @@ def plan_checkout(
         e = local.get(path)
         if e is not None and e.kind == EntryKind.FILE:
             content(e)  # its chunks are the best source for its new version
-    _validate_parents(wt, plan)
+    _add_unchanged_sources(plan, unchanged, local, stat_cache)
+    _validate_parents(wt, plan, local)
     return plan
 
 
-def _validate_parents(wt: Worktree, plan: CheckoutPlan) -> None:
+def _add_unchanged_sources(
+    plan: CheckoutPlan, unchanged: list[str], local: dict[str, LocalEntry], stat_cache: StatCache
+) -> None:
+    """Add to ``plan.local_content`` the files left as they are that hold chunks the
+    plan writes and no other local source has (their content is in the stat cache)."""
+    needed: set[bytes] = set()
+    for path in plan.writes:
+        t = plan.target[path]
+        if t.kind == EntryKind.FILE:
+            needed.update(c.chunk_id for c in t.chunks)
+    for c in plan.local_content.values():
+        needed.difference_update(ch.chunk_id for ch in c.chunks)
+    if not needed:
+        return
+    for path in unchanged:
+        known = stat_cache.lookup(local[path])
+        if known is not None and any(ch.chunk_id in needed for ch in known.chunks):
+            plan.local_content[path] = known
+            needed.difference_update(ch.chunk_id for ch in known.chunks)
+            if not needed:
+                return
+
+
+def _validate_parents(wt: Worktree, plan: CheckoutPlan, local: dict[str, LocalEntry]) -> None:
     """Refuse, before anything changes, to write below anything but a real folder.
 
     A parent that is a symlink or a file must be one the plan deletes first; a parent
@@ -253,7 +312,7 @@ def _validate_parents(wt: Worktree, plan: CheckoutPlan) -> None:
             if parent in checked:
                 continue
             checked.add(parent)
-            lo = plan.local.get(parent)
+            lo = local.get(parent)
             if lo is not None:
                 if lo.kind != EntryKind.DIR and parent not in doomed:
                     raise UnsafePathError(
@@ -270,68 +329,635 @@ def _validate_parents(wt: Worktree, plan: CheckoutPlan) -> None:
                 )
 
 
+class _Stopped(Exception):
+    """A worker gives up its job because another one failed (or Ctrl-C)."""
+
+
+class _Slot:
+    """A staged file arriving in pieces: its descriptor (-1 while closed), how many
+    workers are writing through it, the bytes still to come, and whether it exists."""
+
+    __slots__ = ("created", "fd", "left", "users")
+
+    def __init__(self, left: int) -> None:
+        self.fd = -1
+        self.users = 0
+        self.left = left
+        self.created = False
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    n = os.pwrite(fd, data, offset)
+    if n == len(data):
+        return
+    view = memoryview(data)
+    while n < len(view):
+        k = os.pwrite(fd, view[n:], offset + n)
+        if k <= 0:
+            raise OSError(errno.ENOSPC, "short write")
+        n += k
+
+
+def _finish(fd: int, t: TreeEntry) -> None:
+    """Give a completely written staged file its mode and mtime (through its descriptor)."""
+    os.fchmod(fd, t.mode)
+    os.utime(fd, ns=(t.mtime_ns, t.mtime_ns))
+
+
 class _Stager:
-    """Writes staged files under ``.cas/tmp`` with positional writes."""
+    """Staged files under ``.cas/tmp``, each named by its number in ``plan.writes``.
+
+    A file is created at its first write (``O_EXCL``, mode 0600) and finished at its last:
+    mode and mtime are set through its descriptor, which is then closed, so putting it in
+    place is a bare rename. A file that arrives in one piece (most small files) is
+    created, written and finished by one worker, with no shared state. A file that
+    arrives in pieces — possibly from several workers at once — is sized to its final
+    length when created and shares one descriptor, kept open between pieces (at most
+    ``_FD_CACHE`` idle ones, least recently used closed first). Symlinks and empty files
+    are made up front.
+    """
 
     def __init__(self, wt: Worktree, plan: CheckoutPlan) -> None:
         self.dir = wt.meta / "tmp"
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
-        self.paths: dict[str, Path] = {}
-        self._fds: dict[str, list[int]] = {}  # path → [fd, writers using it]
+        self._prefix = f"{self.dir}{os.sep}"
+        self._writes = plan.writes
+        self._target = plan.target
         self._lock = threading.Lock()
-        for i, p in enumerate(plan.writes):
-            t = plan.target[p]
-            tmp = self.dir / f"{i}"
-            self.paths[p] = tmp
-            if t.kind == EntryKind.FILE:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._slots: dict[int, _Slot] = {}  # files begun in pieces and not finished
+        self._idle: OrderedDict[int, None] = OrderedDict()  # slots with an fd, no writer
+        self._open = 0  # descriptors held by slots
+        self._expected = 0  # files that need writing
+        self._finished = 0
+        for n, path in enumerate(plan.writes):
+            t = plan.target[path]
+            if t.kind == EntryKind.SYMLINK:
+                os.symlink(t.target, self.path(n))
+                with contextlib.suppress(OSError):
+                    os.utime(self.path(n), ns=(t.mtime_ns, t.mtime_ns), follow_symlinks=False)
+            elif t.size == 0:
+                fd = os.open(self.path(n), _CREATE, 0o600)
                 try:
-                    os.ftruncate(fd, t.size)
+                    _finish(fd, t)
                 finally:
                     os.close(fd)
             else:
-                os.symlink(t.target, tmp)
+                self._expected += 1
 
-    def write(self, path: str, offset: int, data: bytes) -> None:
-        fd = self._acquire(path)
+    def path(self, n: int) -> str:
+        """Where staged file ``n`` is."""
+        return f"{self._prefix}{n}"
+
+    def write(self, n: int, offset: int, data: bytes | memoryview) -> None:
+        """Write verified bytes of staged file ``n`` at ``offset``."""
+        t = self._target[self._writes[n]]
+        if offset == 0 and len(data) == t.size:  # the whole file at once
+            fd = os.open(self.path(n), _CREATE, 0o600)
+            try:
+                _pwrite_all(fd, data, 0)
+                _finish(fd, t)
+            finally:
+                os.close(fd)
+            with self._lock:
+                self._finished += 1
+            return
+        slot = self._acquire(n, t.size)
+        written = 0
         try:
-            n = os.pwrite(fd, data, offset)
+            _pwrite_all(slot.fd, data, offset)
+            written = len(data)
         finally:
-            self._release(path)
-        if n != len(data):
-            raise OSError(errno.ENOSPC, "short write")
+            last = self._release(n, slot, written)
+        if last:
+            try:
+                _finish(slot.fd, t)
+            finally:
+                os.close(slot.fd)
+            with self._lock:
+                self._finished += 1
 
-    def _acquire(self, path: str) -> int:
-        """An open fd for ``path``, counted as in use until :meth:`_release`."""
+    def _acquire(self, n: int, size: int) -> _Slot:
+        """File ``n``'s slot with an open descriptor, counted as in use."""
         with self._lock:
-            slot = self._fds.get(path)
+            slot = self._slots.get(n)
             if slot is None:
-                self._close_idle(keep=_FD_CACHE - 1)
-                slot = self._fds[path] = [os.open(self.paths[path], os.O_WRONLY), 0]
-            slot[1] += 1
-            return slot[0]
+                slot = self._slots[n] = _Slot(size)
+            if slot.fd < 0:
+                self._make_room()
+                if slot.created:
+                    slot.fd = os.open(self.path(n), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                else:
+                    fd = os.open(self.path(n), _CREATE, 0o600)
+                    try:
+                        os.ftruncate(fd, size)
+                    except BaseException:
+                        os.close(fd)
+                        raise
+                    slot.fd, slot.created = fd, True
+                self._open += 1
+            elif slot.users == 0:
+                del self._idle[n]
+            slot.users += 1
+            return slot
 
-    def _release(self, path: str) -> None:
+    def _release(self, n: int, slot: _Slot, written: int) -> bool:
+        """Count ``written`` bytes; True when they were the file's last (the caller then
+        owns the descriptor and finishes the file)."""
         with self._lock:
-            self._fds[path][1] -= 1
+            slot.users -= 1
+            slot.left -= written
+            if slot.users:
+                return False
+            if slot.left == 0:
+                del self._slots[n]
+                self._open -= 1
+                return True
+            self._idle[n] = None
+            return False
 
-    def _close_idle(self, keep: int) -> None:
-        """Close fds nobody is writing through until at most ``keep`` stay open."""
-        for p in [p for p, (_fd, users) in self._fds.items() if users == 0]:
-            if len(self._fds) <= keep:
-                break
-            os.close(self._fds.pop(p)[0])
+    def _make_room(self) -> None:
+        """Close idle descriptors, oldest first, until fewer than ``_FD_CACHE`` are open."""
+        while self._open >= _FD_CACHE and self._idle:
+            m, _ = self._idle.popitem(last=False)
+            slot = self._slots[m]
+            os.close(slot.fd)
+            slot.fd = -1
+            self._open -= 1
+
+    def check_complete(self) -> None:
+        """Raise unless every staged file was written in full and finished."""
+        if self._finished != self._expected or self._slots:
+            raise RuntimeError(
+                f"checkout staged {self._finished} of {self._expected} files completely; "
+                "nothing in the worktree was changed"
+            )
 
     def close(self) -> None:
+        """Close every descriptor still open."""
         with self._lock:
-            for fd, _users in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            for slot in self._slots.values():
+                if slot.fd >= 0:
+                    os.close(slot.fd)
+                    slot.fd = -1
+            self._idle.clear()
+            self._open = 0
 
     def discard(self) -> None:
+        """Close and remove everything staged."""
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _Budget:
+    """Bytes read and not yet written out, capped: a worker waits before reading more.
+
+    Each worker holds one piece (at most ``WINDOW``, or one larger blob) at a time, so
+    with a cap of ``workers × WINDOW`` the wait is only for oversized blobs; the cap makes
+    the bound explicit, and ``peak`` shows it held.
+    """
+
+    def __init__(self, limit: int, stop: threading.Event) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._stop = stop
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int) -> Iterator[None]:
+        """Count ``n`` bytes as in flight for the duration of the block."""
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                if self._stop.is_set():
+                    raise _Stopped
+                self._cond.wait(0.1)
+            self.used += n
+            self.peak = max(self.peak, self.used)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
+def _new_budget(limit: int, stop: threading.Event) -> _Budget:
+    """The budget of one checkout (a seam for tests, which keep it to read ``peak``)."""
+    return _Budget(limit, stop)
+
+
+@dataclass
+class _Tally:
+    """What one job did."""
+
+    worktree: int = 0
+    cache: int = 0
+    fetched: int = 0
+    packs: int = 0
+    ranges: int = 0
+    failed: list[bytes] = field(default_factory=list)  # worktree chunks that did not verify
+
+
+# A run of items of one file or pack, sorted by offset: (offset, length, chunk id, ...).
+_Item = TypeVar("_Item", bound=tuple[Any, ...])
+
+
+def _coalesce(items: list[_Item], gap: int) -> list[tuple[int, int, list[_Item]]]:
+    """Group items sorted by offset into ranges ``(start, end, items)``: an item joins the
+    previous range when the gap between them is at most ``gap``."""
+    groups: list[tuple[int, int, list[_Item]]] = []
+    for item in items:
+        off, length = item[0], item[1]
+        if groups and off - groups[-1][1] <= gap:
+            start, end, members = groups[-1]
+            members.append(item)
+            groups[-1] = (start, max(end, off + length), members)
+        else:
+            groups.append((off, off + length, [item]))
+    return groups
+
+
+def _pieces(
+    items: list[_Item], start: int, end: int, limit: int
+) -> Iterator[tuple[int, int, list[_Item]]]:
+    """Cut ``[start, end)`` into pieces ``(pos, cut, items inside)`` of at most ``limit``
+    bytes, never through an item; an item larger than ``limit`` is a piece of its own.
+    Every byte of the span is in some piece (a whole pack is hashed as it streams)."""
+    i, pos = 0, start
+    while pos < end:
+        cut = min(end, pos + limit)
+        j = i
+        while j < len(items):
+            off, length = items[j][0], items[j][1]
+            if off >= cut:
+                break
+            if off + length > cut:
+                if off == pos:
+                    cut = off + length
+                    j += 1
+                else:
+                    cut = off
+                break
+            j += 1
+        yield pos, cut, items[i:j]
+        pos, i = cut, j
+
+
+def _verified(cid: bytes, loc: BlobLocation, stored: memoryview) -> bytes | memoryview:
+    """A blob's raw bytes, checked against its id (invariant 6); a raw blob is not copied.
+
+    Raises:
+        IntegrityError: the stored bytes are damaged.
+    """
+    what = f"chunk {cid.hex()} in pack {loc.pack_id.hex()}"
+    if loc.codec == CODEC_RAW:
+        if len(stored) != loc.raw_len:
+            raise CorruptObjectError(
+                what, f"raw chunk of {len(stored)} bytes, expected {loc.raw_len}"
+            )
+        raw: bytes | memoryview = stored
+    else:
+        raw = decompress(loc.codec, stored, loc.raw_len, what)
+    actual = hash_bytes(raw)
+    if actual != cid:
+        raise HashMismatchError(what, cid.hex(), actual.hex())
+    return raw
+
+
+def _dest_list(v: int | list[int]) -> Iterable[int]:
+    return (v,) if isinstance(v, int) else v
+
+
+class _Staging:
+    """One checkout's staging: which chunk goes where, and the jobs that put it there.
+
+    ``dests`` maps each needed chunk to its destinations, each packed in one int: the
+    staged file's number (its index in ``plan.writes``) ``<< _OFF_BITS | offset``.
+    Jobs run on a pool of ``workers`` threads; each reads one piece at a time (a budget
+    caps the bytes in flight), verifies every chunk in it, and writes it with ``pwrite``
+    to each of its destinations. zstd and BLAKE3 release the GIL, so reading, decoding,
+    hashing and writing overlap across the workers.
+    """
+
+    def __init__(
+        self,
+        repo: Repository,
+        wt: Worktree,
+        plan: CheckoutPlan,
+        stager: _Stager,
+        dests: dict[bytes, int | list[int]],
+        progress: Progress,
+        workers: int,
+    ) -> None:
+        self.repo = repo
+        self.wt = wt
+        self.plan = plan
+        self.stager = stager
+        self.dests = dests
+        self.progress = progress
+        self.workers = max(1, workers)
+        self.stop = threading.Event()
+        self.budget = _new_budget(self.workers * WINDOW, self.stop)
+        self.index = repo.load_index()
+
+    # -- writing
+
+    def write(self, cid: bytes, raw: bytes | memoryview) -> int:
+        """Write a verified chunk to every destination; return the bytes written."""
+        total = 0
+        for d in _dest_list(self.dests[cid]):
+            self.stager.write(d >> _OFF_BITS, d & _OFF_MASK, raw)
+            self.progress.advance(len(raw))
+            total += len(raw)
+        return total
+
+    def deliver(self, cid: bytes, loc: BlobLocation, stored: memoryview) -> int:
+        """Verify a blob from a pack, then write it (or raise, naming its files)."""
+        try:
+            raw = _verified(cid, loc, stored)
+        except IntegrityError as exc:
+            raise self._named(cid, exc) from exc
+        return self.write(cid, raw)
+
+    def _named(self, cid: bytes, exc: Exception) -> IntegrityError:
+        files = self.files_of(cid)
+        return IntegrityError(
+            f"{exc}; it belongs to {', '.join(files[:3])}"
+            + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            + "; nothing in the worktree was changed",
+        )
+
+    def files_of(self, cid: bytes) -> list[str]:
+        """The paths a chunk is written to, sorted."""
+        return sorted({self.plan.writes[d >> _OFF_BITS] for d in _dest_list(self.dests[cid])})
+
+    def check(self) -> None:
+        """Give up the current job if another one failed."""
+        if self.stop.is_set():
+            raise _Stopped
+
+    # -- planning
+
+    def by_pack(self, cids: Iterable[bytes]) -> dict[ObjectId, list[bytes]]:
+        """Group chunks by the pack holding them, before anything is fetched.
+
+        Raises:
+            MissingDataError: a chunk is in no indexed pack (after re-reading the index).
+        """
+        cids = list(cids)
+        if any(cid not in self.index for cid in cids):
+            self.index = self.repo.load_index(refresh=True)  # another writer committed
+        groups: dict[ObjectId, list[bytes]] = defaultdict(list)
+        for cid in cids:
+            loc = self.index.lookup(cid)
+            if loc is None:
+                files = sorted(
+                    {self.plan.writes[d >> _OFF_BITS] for d in _dest_list(self.dests[cid])}
+                )
+                raise MissingDataError(
+                    f"chunk {cid.hex()} of {', '.join(files[:3])} is in no indexed pack; "
+                    "nothing in the worktree was changed"
+                )
+            groups[loc.pack_id].append(cid)
+        return groups
+
+    # -- running
+
+    def run(self, jobs: Iterable[Callable[[], _Tally]]) -> list[_Tally]:
+        """Run jobs on the pool; the first error stops the rest and is raised."""
+        results: list[_Tally] = []
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="cas-checkout") as pool:
+            pending = {pool.submit(job) for job in jobs}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    results.extend(f.result() for f in done)
+            except BaseException:
+                self.stop.set()
+                for f in pending:
+                    f.cancel()
+                raise  # leaving the pool waits for the running jobs to stop
+        return results
+
+    # -- jobs
+
+    def copy_local(self, path: str, items: list[tuple[int, int, bytes]]) -> _Tally:
+        """Copy chunks from a file in the worktree (re-hashed: it may have changed)."""
+        t = _Tally()
+        self.check()
+        try:
+            fd = os.open(self.wt.abspath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            t.failed = [cid for _o, _l, cid in items]
+            return t
+        try:
+            for start, end, group in _coalesce(items, RANGE_GAP):
+                for pos, cut, part in _pieces(group, start, end, WINDOW):
+                    if not part:
+                        continue
+                    self.check()
+                    with self.budget.hold(cut - pos):
+                        self._use_local(memoryview(os.pread(fd, cut - pos, pos)), pos, part, t)
+        finally:
+            os.close(fd)
+        return t
+
+    def _use_local(
+        self, view: memoryview, pos: int, part: list[tuple[int, int, bytes]], t: _Tally
+    ) -> None:
+        for off, length, cid in part:
+            chunk = view[off - pos : off - pos + length]
+            if len(chunk) != length or hash_bytes(chunk) != cid:
+                t.failed.append(cid)  # changed since it was hashed: fetch it instead
+                continue
+            t.worktree += self.write(cid, chunk)
+
+    def fetch_pack(self, pack_id: ObjectId, cids: list[bytes]) -> _Tally:
+        """Stage a pack's needed chunks: from the cached pack, else the whole pack when
+        at least ``WHOLE_PACK_SHARE`` of it is needed, else coalesced ranges."""
+        self.check()
+        blobs: list[tuple[int, int, bytes, BlobLocation]] = []
+        for cid in cids:
+            loc = self.index.lookup(cid)
+            if loc is not None:
+                blobs.append((loc.offset, loc.stored_len, cid, loc))
+        blobs.sort(key=lambda b: b[0])
+        key = pack_key(pack_id)
+        fd = self.repo.cache.open_read(key)
+        if fd is not None:
+            self.repo.cache.touch(key)
+            try:
+                return self._from_cache(key, fd, blobs)
+            finally:
+                os.close(fd)
+        size = self.index.pack_size(pack_id) or 0
+        if size and sum(b[1] for b in blobs) >= WHOLE_PACK_SHARE * size:
+            return self._whole(pack_id, key, size, blobs)
+        return self._ranges(key, blobs)
+
+    def _whole(
+        self,
+        pack_id: ObjectId,
+        key: str,
+        size: int,
+        blobs: list[tuple[int, int, bytes, BlobLocation]],
+    ) -> _Tally:
+        """Stream the whole pack in pieces: hash it, cache it if it matches its id, and
+        use its blobs one by one in any case (each is verified on its own)."""
+        t = _Tally(packs=1)
+        sink = self.repo.cache.begin(key)
+        hasher = StreamHasher() if sink is not None else None  # only to decide on caching
+        try:
+            for pos, cut, part in _pieces(blobs, 0, size, WINDOW):
+                self.check()
+                with self.budget.hold(cut - pos):
+                    data = self.repo.backend.read_range(key, pos, cut - pos)
+                    if sink is not None and hasher is not None:
+                        hasher.update(data)
+                        sink.write(data)
+                    self._use_pack(memoryview(data), pos, part)
+                    del data
+                t.fetched += cut - pos
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        if sink is not None and hasher is not None:
+            if hasher.digest() == pack_id:
+                sink.commit()
+            else:
+                sink.abort()
+                log.warning(
+                    "pack %s does not match its id; its chunks were checked one by one", pack_id
+                )
+        return t
+
+    def _ranges(self, key: str, blobs: list[tuple[int, int, bytes, BlobLocation]]) -> _Tally:
+        """Read the needed blobs in coalesced ranges (not cached)."""
+        t = _Tally()
+        for start, end, group in _coalesce(blobs, RANGE_GAP):
+            for pos, cut, part in _pieces(group, start, end, WINDOW):
+                if not part:
+                    continue
+                self.check()
+                with self.budget.hold(cut - pos):
+                    self._use_pack(
+                        memoryview(self.repo.backend.read_range(key, pos, cut - pos)), pos, part
+                    )
+                t.fetched += cut - pos
+            t.ranges += 1
+        return t
+
+    def _use_pack(
+        self, view: memoryview, pos: int, part: list[tuple[int, int, bytes, BlobLocation]]
+    ) -> None:
+        for off, length, cid, loc in part:
+            self.deliver(cid, loc, view[off - pos : off - pos + length])
+
+    def _from_cache(
+        self, key: str, fd: int, blobs: list[tuple[int, int, bytes, BlobLocation]]
+    ) -> _Tally:
+        """Read the needed blobs from the cached pack; a blob that does not verify means
+        a damaged copy: it is evicted and that blob read from the remote."""
+        t = _Tally()
+        for start, end, group in _coalesce(blobs, RANGE_GAP):
+            for pos, cut, part in _pieces(group, start, end, WINDOW):
+                if not part:
+                    continue
+                self.check()
+                with self.budget.hold(cut - pos):
+                    self._use_cached(key, memoryview(os.pread(fd, cut - pos, pos)), pos, part, t)
+        return t
+
+    def _use_cached(
+        self,
+        key: str,
+        view: memoryview,
+        pos: int,
+        part: list[tuple[int, int, bytes, BlobLocation]],
+        t: _Tally,
+    ) -> None:
+        for off, length, cid, loc in part:
+            try:
+                raw = _verified(cid, loc, view[off - pos : off - pos + length])
+            except IntegrityError:
+                self.repo.cache.evict(key)  # a damaged copy: that blob from the remote
+                t.fetched += length
+                self.deliver(cid, loc, memoryview(self.repo.backend.read_range(key, off, length)))
+                continue
+            self.write(cid, raw)
+            t.cache += loc.raw_len
+
+
+def _destinations(plan: CheckoutPlan) -> dict[bytes, int | list[int]]:
+    """Each needed chunk → its destinations (staged file number << _OFF_BITS | offset)."""
+    dests: dict[bytes, int | list[int]] = {}
+    for n, path in enumerate(plan.writes):
+        t = plan.target[path]
+        if t.kind != EntryKind.FILE:
+            continue
+        off = 0
+        for c in t.chunks:
+            d = n << _OFF_BITS | off
+            cur = dests.get(c.chunk_id)
+            if cur is None:
+                dests[c.chunk_id] = d
+            elif isinstance(cur, int):
+                dests[c.chunk_id] = [cur, d]
+            else:
+                cur.append(d)
+            off += c.size
+    return dests
+
+
+def _local_sources(
+    plan: CheckoutPlan, dests: dict[bytes, int | list[int]]
+) -> dict[str, list[tuple[int, int, bytes]]]:
+    """Per worktree file, the needed chunks it holds (the first place each is found)."""
+    sources: dict[str, list[tuple[int, int, bytes]]] = defaultdict(list)
+    seen: set[bytes] = set()
+    for path, c in plan.local_content.items():
+        off = 0
+        for ch in c.chunks:
+            if ch.chunk_id in dests and ch.chunk_id not in seen:
+                seen.add(ch.chunk_id)
+                sources[path].append((off, ch.size, ch.chunk_id))
+            off += ch.size
+    return sources
+
+
+def _stage(staging: _Staging, sources: dict[str, list[tuple[int, int, bytes]]]) -> _Tally:
+    """Stage every file: chunks from the worktree, then the cache, then the remote."""
+    local = {cid for items in sources.values() for _o, _l, cid in items}
+    by_pack = staging.by_pack(cid for cid in staging.dests if cid not in local)
+
+    def jobs() -> Iterator[Callable[[], _Tally]]:
+        for path, items in sources.items():
+            items.sort()
+            for start, end, group in _coalesce(items, RANGE_GAP):
+                for _p, _c, part in _pieces(group, start, end, _LOCAL_JOB):
+                    if part:
+                        yield functools.partial(staging.copy_local, path, part)
+        while by_pack:
+            pack_id, cids = by_pack.popitem()
+            yield functools.partial(staging.fetch_pack, pack_id, cids)
+
+    total = _Tally()
+    results = staging.run(jobs())
+    failed = [cid for r in results for cid in r.failed]
+    if failed:  # worktree files that changed since they were hashed: fetch those chunks
+        again = staging.by_pack(failed)
+        results += staging.run(
+            functools.partial(staging.fetch_pack, p, c) for p, c in again.items()
+        )
+    for r in results:
+        total.worktree += r.worktree
+        total.cache += r.cache
+        total.fetched += r.fetched
+        total.packs += r.packs
+        total.ranges += r.ranges
+    return total
 
 
 def apply_checkout(
@@ -345,29 +971,20 @@ def apply_checkout(
 ) -> CheckoutStats:
     """Carry out a plan (conflicts must have been dealt with by the caller)."""
     progress = progress or NoProgress()
-    # chunk id → destinations (path, offset)
-    needed: dict[bytes, list[tuple[str, int]]] = defaultdict(list)
-    sizes: dict[bytes, int] = {}
-    for path in plan.writes:
-        t = plan.target[path]
-        if t.kind != EntryKind.FILE:
-            continue
-        off = 0
-        for c in t.chunks:
-            needed[c.chunk_id].append((path, off))
-            sizes[c.chunk_id] = c.size
-            off += c.size
+    dests = _destinations(plan)
+    sources = _local_sources(plan, dests)
     stager = _Stager(wt, plan)
-    counters: dict[str, int] = defaultdict(int)
+    staging = _Staging(repo, wt, plan, stager, dests, progress, workers)
     progress.start(plan.bytes_to_write, "B", "checkout")
     try:
         try:
-            remaining = _copy_from_worktree(wt, plan, needed, stager, counters, progress)
-            _fetch_remote(repo, remaining, needed, plan, stager, counters, progress, workers)
+            tally = _stage(staging, sources)
+            stager.check_complete()
         finally:
             stager.close()
         crash_point("mid-checkout")
         _put_in_place(wt, plan, stager)
+        renamed_ns = time.time_ns()
     except OSError as exc:
         stager.discard()
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -382,185 +999,69 @@ def apply_checkout(
     finally:
         progress.finish()
     stager.discard()
-    seen_ns = time.time_ns()
-    for path in [*plan.writes, *plan.meta_only]:
-        t = plan.target[path]
-        if t.kind != EntryKind.FILE:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            st = os.lstat(wt.abspath(path))
-            stat_cache.record(
-                LocalEntry(
-                    path,
-                    EntryKind.FILE,
-                    stat.S_IMODE(st.st_mode),
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ino,
-                    st.st_ctime_ns,
-                    seen_ns=seen_ns,
-                ),
-                FileContent(t.oid, t.chunks),
-            )
-    for path in plan.deletes:
-        stat_cache.rows.pop(path, None)
-    return CheckoutStats(
+    del staging, dests, sources
+    stats = CheckoutStats(
         files_written=len(plan.writes),
         files_deleted=len(plan.deletes),
         files_unchanged=sum(1 for e in plan.target.values() if e.kind != EntryKind.DIR)
         - len(plan.writes),
         bytes_written=plan.bytes_to_write,
-        bytes_from_worktree=counters["worktree"],
-        bytes_from_cache=counters["cache"],
-        bytes_fetched=counters["fetched"],
-        packs_fetched=counters["packs"],
-        ranges_fetched=counters["ranges"],
+        bytes_from_worktree=tally.worktree,
+        bytes_from_cache=tally.cache,
+        bytes_fetched=tally.fetched,
+        packs_fetched=tally.packs,
+        ranges_fetched=tally.ranges,
     )
+    # A plan is applied once. Its tables hold an entry per path of the version: they are
+    # released here (the written files' entries one by one as their stat-cache rows are
+    # made) rather than when the caller drops the plan, after saving the stat cache.
+    plan.local_content.clear()
+    _record_written(wt, plan, stat_cache, renamed_ns)
+    plan.target.clear()
+    return stats
 
 
-def _copy_from_worktree(
-    wt: Worktree,
-    plan: CheckoutPlan,
-    needed: dict[bytes, list[tuple[str, int]]],
-    stager: _Stager,
-    counters: dict[str, int],
-    progress: Progress,
-) -> set[bytes]:
-    """Copy chunks that files in the worktree already hold; return the rest."""
-    sources: dict[bytes, tuple[str, int, int]] = {}
-    for path, c in plan.local_content.items():
-        off = 0
-        for ch in c.chunks:
-            if ch.chunk_id in needed and ch.chunk_id not in sources:
-                sources[ch.chunk_id] = (path, off, ch.size)
-            off += ch.size
-    remaining = set(needed)
-    by_file: dict[str, list[tuple[bytes, int, int]]] = defaultdict(list)
-    for cid, (path, off, size) in sources.items():
-        by_file[path].append((cid, off, size))
-    for path, items in by_file.items():
-        try:
-            fd = os.open(wt.abspath(path), os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
+def _record_written(
+    wt: Worktree, plan: CheckoutPlan, stat_cache: StatCache, renamed_ns: int
+) -> None:
+    """Stat-cache rows for every written or metadata-fixed file; deleted paths leave. The
+    entries of those files leave ``plan.target`` as they are recorded.
+
+    The renames gave the written files a ctime up to ``renamed_ns``; a row whose ctime is
+    that close to the moment of its lstat would be racily clean and not saved, and the
+    next command would read the file again. So the lstats wait until the last rename is
+    ``RACY_FINE_NS`` old (at most that long).
+    """
+    root = str(wt.root)
+    if plan.writes:
+        time.sleep(max(0, renamed_ns + RACY_FINE_NS + 1_000_000 - time.time_ns()) / 1e9)
+    seen_ns = time.time_ns()
+    for path in [*plan.writes, *plan.meta_only]:
+        t = plan.target.pop(path)
+        if t.kind != EntryKind.FILE:
             continue
         try:
-            for cid, off, size in sorted(items, key=lambda x: x[1]):
-                data = os.pread(fd, size, off)
-                if len(data) != size or hash_bytes(data) != cid:
-                    continue  # changed since it was hashed: fetch instead
-                for dest, doff in needed[cid]:
-                    stager.write(dest, doff, data)
-                    progress.advance(size)
-                    counters["worktree"] += size
-                remaining.discard(cid)
-        finally:
-            os.close(fd)
-    return remaining
+            st = os.lstat(f"{root}/{path}")
+        except FileNotFoundError:
+            continue
+        stat_cache.record(
+            LocalEntry(
+                path,
+                EntryKind.FILE,
+                stat.S_IMODE(st.st_mode),
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+                st.st_ctime_ns,
+                seen_ns=seen_ns,
+            ),
+            FileContent(t.oid, t.chunks),
+        )
+    for path in plan.deletes:
+        stat_cache.rows.pop(path, None)
 
 
-def _coalesce(
-    locs: list[tuple[bytes, BlobLocation]],
-) -> list[tuple[int, int, list[tuple[bytes, BlobLocation]]]]:
-    """Group a pack's needed blobs into ranges ``(start, end, blobs)``."""
-    groups: list[tuple[int, int, list[tuple[bytes, BlobLocation]]]] = []
-    for cid, loc in sorted(locs, key=lambda x: x[1].offset):
-        end = loc.offset + loc.stored_len
-        if groups and loc.offset - groups[-1][1] <= RANGE_GAP:
-            start, _old_end, blobs = groups[-1]
-            blobs.append((cid, loc))
-            groups[-1] = (start, max(end, _old_end), blobs)
-        else:
-            groups.append((loc.offset, end, [(cid, loc)]))
-    return groups
-
-
-def _fetch_remote(
-    repo: Repository,
-    remaining: set[bytes],
-    needed: dict[bytes, list[tuple[str, int]]],
-    plan: CheckoutPlan,
-    stager: _Stager,
-    counters: dict[str, int],
-    progress: Progress,
-    workers: int,
-) -> None:
-    """Fetch the chunks no local file has: per pack, whole or in coalesced ranges."""
-    if not remaining:
-        return
-    index = repo.load_index()
-    if any(cid not in index for cid in remaining):
-        index = repo.load_index(refresh=True)  # another writer may have committed since
-    by_pack: dict[ObjectId, list[tuple[bytes, BlobLocation]]] = defaultdict(list)
-    for cid in remaining:
-        loc = index.lookup(cid)
-        if loc is None:
-            files = sorted({p for p, _o in needed[cid]})
-            raise MissingDataError(
-                f"chunk {cid.hex()} of {', '.join(files[:3])} is in no indexed pack; "
-                "nothing in the worktree was changed"
-            )
-        by_pack[loc.pack_id].append((cid, loc))
-    lock = threading.Lock()
-
-    def deliver(cid: bytes, loc: BlobLocation, stored: bytes) -> None:
-        try:
-            raw = repo.decode_blob(ObjectId(cid), loc.codec, loc.raw_len, stored, loc.pack_id)
-        except IntegrityError as exc:
-            files = sorted({p for p, _o in needed[cid]})
-            raise IntegrityError(
-                f"{exc}; it belongs to {', '.join(files[:3])}"
-                + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-                + "; nothing in the worktree was changed",
-            ) from exc
-        for dest, doff in needed[cid]:
-            stager.write(dest, doff, raw)
-            progress.advance(len(raw))
-
-    def fetch_pack(pack_id: ObjectId, locs: list[tuple[bytes, BlobLocation]]) -> None:
-        key = pack_key(pack_id)
-        size = index.pack_size(pack_id) or 0
-        want = sum(loc.stored_len for _c, loc in locs)
-        if repo.cache.has(key):
-            repo.cache.touch(key)
-            for cid, loc in locs:
-                stored = repo.read_pack_range(pack_id, loc.offset, loc.stored_len)
-                try:
-                    deliver(cid, loc, stored)
-                except IntegrityError:
-                    repo.cache.evict(key)  # damaged cached copy: retry from the remote
-                    stored = repo.backend.read_range(key, loc.offset, loc.stored_len)
-                    deliver(cid, loc, stored)
-                with lock:
-                    counters["cache"] += loc.raw_len
-            return
-        if size and want >= WHOLE_PACK_SHARE * size:
-            data, _intact = repo.fetch_pack(pack_id)
-            for cid, loc in locs:
-                deliver(cid, loc, data[loc.offset : loc.offset + loc.stored_len])
-            with lock:
-                counters["fetched"] += len(data)
-                counters["packs"] += 1
-            return
-        for start, end, blobs in _coalesce(locs):
-            data = repo.backend.read_range(key, start, end - start)
-            for cid, loc in blobs:
-                deliver(cid, loc, data[loc.offset - start : loc.offset - start + loc.stored_len])
-            with lock:
-                counters["fetched"] += len(data)
-                counters["ranges"] += 1
-
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cas-fetch") as pool:
-        futures = [pool.submit(fetch_pack, pid, locs) for pid, locs in by_pack.items()]
-        try:
-            for fut in futures:
-                fut.result()
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-
-
-def _check_dir_chain(root: Path, path: str, verified: set[str]) -> None:
+def _check_dir_chain(root: str, path: str, verified: set[str]) -> None:
     """Raise unless every parent of ``path`` inside ``root`` is a real directory."""
     parts = path.split("/")[:-1]
     for i in range(len(parts)):
@@ -568,7 +1069,7 @@ def _check_dir_chain(root: Path, path: str, verified: set[str]) -> None:
         if sub in verified:
             continue
         try:
-            st = os.lstat(root / sub)
+            st = os.lstat(f"{root}/{sub}")
         except FileNotFoundError:
             return
         if not stat.S_ISDIR(st.st_mode):
@@ -578,7 +1079,7 @@ def _check_dir_chain(root: Path, path: str, verified: set[str]) -> None:
         verified.add(sub)
 
 
-def _remove(path: Path) -> None:
+def _remove(path: str) -> None:
     st = os.lstat(path)
     if stat.S_ISDIR(st.st_mode):
         os.rmdir(path)
@@ -587,61 +1088,56 @@ def _remove(path: Path) -> None:
 
 
 def _put_in_place(wt: Worktree, plan: CheckoutPlan, stager: _Stager) -> None:
-    root = wt.root
-    verified: set[str] = set()
+    root = str(wt.root)
+    verified: set[str] = set()  # folders seen to be real directories
     crash_point("before-checkout-delete")
     # Deepest first, so a folder is empty by the time it is removed.
     for path in sorted(plan.deletes, key=lambda p: p.count("/"), reverse=True):
         with contextlib.suppress(FileNotFoundError):
             try:
-                _remove(root / path)
+                _remove(f"{root}/{path}")
             except OSError as exc:
                 if exc.errno != errno.ENOTEMPTY:
                     raise
                 log.warning("kept folder %s: it holds files ignored by .casignore", path)
     for path in sorted(plan.mkdirs, key=lambda p: p.count("/")):
         _check_dir_chain(root, path + "/x", verified)
-        p = root / path
+        p = f"{root}/{path}"
         with contextlib.suppress(FileExistsError):
             os.mkdir(p, 0o700)
-        st = os.lstat(p)
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(os.lstat(p).st_mode):
             raise UnsafePathError(path, "exists and is not a directory")
+        verified.add(path)
     half = len(plan.writes) // 2
-    for i, path in enumerate(plan.writes):
-        if i == half:
+    for n, path in enumerate(plan.writes):
+        if n == half:
             crash_point("mid-checkout-rename")
-        if path.split("/")[0] == WT_DIR:
+        if path.partition("/")[0] == WT_DIR:
             raise UnsafePathError(path, "reserved for cas's own metadata")
-        _check_dir_chain(root, path, verified)
-        parent = (root / path).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        _check_dir_chain(root, path, verified)
-        t = plan.target[path]
-        tmp = stager.paths[path]
-        if t.kind == EntryKind.FILE:
-            os.chmod(tmp, t.mode)
-            os.utime(tmp, ns=(t.mtime_ns, t.mtime_ns))
-        else:
-            with contextlib.suppress(OSError):
-                os.utime(tmp, ns=(t.mtime_ns, t.mtime_ns), follow_symlinks=False)
+        parent = path.rpartition("/")[0]
+        if parent and parent not in verified:
+            _check_dir_chain(root, path, verified)
+            os.makedirs(f"{root}/{parent}", exist_ok=True)
+            _check_dir_chain(root, path, verified)
+        # Mode and mtime were set when the file was staged: a rename puts it in place.
         try:
-            os.replace(tmp, root / path)
+            os.replace(stager.path(n), f"{root}/{path}")
         except IsADirectoryError:
             raise UnsafePathError(path, "a folder holding ignored files is in the way") from None
     for path in plan.meta_only:
         t = plan.target[path]
+        p = f"{root}/{path}"
         if t.kind == EntryKind.FILE:
-            os.chmod(root / path, t.mode)
-            os.utime(root / path, ns=(t.mtime_ns, t.mtime_ns))
+            os.chmod(p, t.mode)
+            os.utime(p, ns=(t.mtime_ns, t.mtime_ns))
         elif t.kind == EntryKind.SYMLINK:
             with contextlib.suppress(OSError):
-                os.utime(root / path, ns=(t.mtime_ns, t.mtime_ns), follow_symlinks=False)
+                os.utime(p, ns=(t.mtime_ns, t.mtime_ns), follow_symlinks=False)
     # Directory modes and mtimes last (writing into a folder changes its mtime).
     dirs = [p for p, e in plan.target.items() if e.kind == EntryKind.DIR]
     for path in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
         t = plan.target[path]
-        p = root / path
+        p = f"{root}/{path}"
         with contextlib.suppress(FileNotFoundError):
             os.chmod(p, t.mode)
             os.utime(p, ns=(t.mtime_ns, t.mtime_ns))
