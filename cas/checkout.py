@@ -25,6 +25,7 @@ import errno
 import functools
 import logging
 import os
+import secrets
 import shutil
 import stat
 import threading
@@ -375,13 +376,20 @@ class _Stager:
     length when created and shares one descriptor, kept open between pieces (at most
     ``_FD_CACHE`` idle ones, least recently used closed first). Symlinks and empty files
     are made up front.
+
+    The files live in a folder of their own below ``.cas/tmp``, and once :meth:`close` is
+    called nothing new is opened: a worker that outlived its checkout (a second Ctrl-C
+    while the first one waited for the workers) can never write into a later checkout's
+    staged files, nor through a descriptor number that was closed and reused.
     """
 
     def __init__(self, wt: Worktree, plan: CheckoutPlan) -> None:
         self.dir = wt.meta / "tmp"
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
-        self._prefix = f"{self.dir}{os.sep}"
+        run = self.dir / secrets.token_hex(4)
+        run.mkdir(parents=True)
+        self._prefix = f"{run}{os.sep}"
+        self._closed = False
         self._writes = plan.writes
         self._target = plan.target
         self._lock = threading.Lock()
@@ -411,6 +419,8 @@ class _Stager:
 
     def write(self, n: int, offset: int, data: bytes | memoryview) -> None:
         """Write verified bytes of staged file ``n`` at ``offset``."""
+        if self._closed:
+            raise _Stopped
         t = self._target[self._writes[n]]
         if offset == 0 and len(data) == t.size:  # the whole file at once
             fd = os.open(self.path(n), _CREATE, 0o600)
@@ -440,6 +450,8 @@ class _Stager:
     def _acquire(self, n: int, size: int) -> _Slot:
         """File ``n``'s slot with an open descriptor, counted as in use."""
         with self._lock:
+            if self._closed:
+                raise _Stopped
             slot = self._slots.get(n)
             if slot is None:
                 slot = self._slots[n] = _Slot(size)
@@ -469,6 +481,11 @@ class _Stager:
             slot.left -= written
             if slot.users:
                 return False
+            if self._closed:  # the checkout is over: the last user closes the descriptor
+                if slot.fd >= 0:
+                    os.close(slot.fd)
+                    slot.fd = -1
+                return False
             if slot.left == 0:
                 del self._slots[n]
                 self._open -= 1
@@ -494,14 +511,15 @@ class _Stager:
             )
 
     def close(self) -> None:
-        """Close every descriptor still open."""
+        """Open nothing more; close the descriptors nobody is writing through (one in use
+        is closed by its writer when it is done with it)."""
         with self._lock:
+            self._closed = True
             for slot in self._slots.values():
-                if slot.fd >= 0:
+                if slot.fd >= 0 and not slot.users:
                     os.close(slot.fd)
                     slot.fd = -1
             self._idle.clear()
-            self._open = 0
 
     def discard(self) -> None:
         """Close and remove everything staged."""
@@ -780,8 +798,9 @@ class _Staging:
         blobs: list[tuple[int, int, bytes, BlobLocation]] = []
         for cid in cids:
             loc = self.index.lookup(cid)
-            if loc is not None:
-                blobs.append((loc.offset, loc.stored_len, cid, loc))
+            if loc is None:  # found by by_pack moments ago: the index only grows
+                raise MissingDataError(f"chunk {cid.hex()} left the index during checkout")
+            blobs.append((loc.offset, loc.stored_len, cid, loc))
         blobs.sort(key=lambda b: b[0])
         key = pack_key(pack_id)
         fd = self.repo.cache.open_read(key)

@@ -228,10 +228,35 @@ def test_stager_refuses_to_call_a_partly_written_file_complete(wt: Worktree) -> 
 def test_stager_creates_nothing_before_the_first_write(wt: Worktree) -> None:
     plan = _plan({f"f{i}": _file_entry(f"f{i}", b"x" * 10, 1) for i in range(5)})
     stager = _Stager(wt, plan)
-    assert os.listdir(stager.dir) == []
+    run = Path(stager.path(0)).parent
+    assert run.parent == stager.dir == wt.meta / "tmp"
+    assert os.listdir(run) == []
     stager.write(2, 0, b"x" * 10)
-    assert os.listdir(stager.dir) == ["2"]
+    assert os.listdir(run) == ["2"]
     stager.discard()
+
+
+def test_a_closed_stager_opens_nothing_and_leaves_a_descriptor_in_use_to_its_writer(
+    wt: Worktree,
+) -> None:
+    """What a worker that outlived its checkout (a second Ctrl-C) finds."""
+    data = os.urandom(3000)
+    plan = _plan({"a": _file_entry("a", data, 3), "b": _file_entry("b", b"b" * 9, 1)})
+    stager = _Stager(wt, plan)
+    stager.write(0, 0, data[:1000])
+    slot = stager._acquire(0, len(data))  # a worker is writing through it
+    stager.close()
+    os.fstat(slot.fd)  # still open for that worker
+    fd = slot.fd
+    assert stager._release(0, slot, 0) is False
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # closed by its last user
+    with pytest.raises(_Stopped):
+        stager.write(0, 1000, data[1000:2000])
+    with pytest.raises(_Stopped):
+        stager.write(1, 0, b"b" * 9)
+    stager.discard()
+    assert not stager.dir.exists()
 
 
 def test_a_staged_file_is_never_written_through_a_planted_link(
