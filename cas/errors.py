@@ -30,6 +30,7 @@ the library itself knows nothing about exit codes.
     │   └── ShortReadError               fewer bytes than asked for
     ├── InvalidNameError (also ValueError)  a branch or tag name cas cannot use
     ├── UnsafePathError                  a path that would escape the worktree
+    ├── WorktreeReadError                a worktree file could not be read by commit
     └── BackendError                     the remote failed; ``transient`` says if a retry may help
         ├── BackendUnavailableError      (transient)
         ├── PermissionDeniedError
@@ -221,6 +222,24 @@ class UnsafePathError(CasError):
         super().__init__(f"unsafe path {path!r}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class WorktreeReadError(CasError):
+    """A file of the worktree could not be read while committing (nothing was committed)."""
+
+    def __init__(self, path: str, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError):
+            super().__init__(
+                f"{path} disappeared while the commit was reading it",
+                hint="something is changing the folder; commit again once it is done",
+            )
+        else:
+            super().__init__(
+                f"cannot read {path}: {reason}",
+                hint="fix its permissions or add it to .casignore, then commit again",
+            )
+        self.path = path
 
 
 class BackendError(CasError):

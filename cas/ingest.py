@@ -35,7 +35,7 @@ from typing import TypeVar
 from cas._faults import crash_point
 from cas.chunking import Chunker
 from cas.compression import compress
-from cas.errors import RefConflictError
+from cas.errors import RefConflictError, WorktreeReadError
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
 from cas.objects import Commit, CommitStats, EntryKind, Tree, TreeEntry
@@ -77,8 +77,11 @@ class _ChunkSink:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cas-zstd")
         self._slots = threading.BoundedSemaphore(2 * workers)
         self._errors: list[BaseException] = []
+        self._stopped = False
 
     def __call__(self, chunk_id: ObjectId, view: memoryview) -> None:
+        if self._stopped:
+            raise _Stopped
         if self._errors:
             raise self._errors[0]
         if not self._session.reserve(chunk_id):
@@ -104,9 +107,18 @@ class _ChunkSink:
         if self._errors:
             raise self._errors[0]
 
+    def stop(self) -> None:
+        """Make every reader stop at its next chunk (the commit failed or was interrupted)."""
+        self._stopped = True
+
     def abort(self) -> None:
-        """Drop queued work."""
+        """Stop the readers, drop queued work, wait for the chunks being compressed."""
+        self._stopped = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Stopped(Exception):
+    """Raised in a reader thread once the commit has failed elsewhere; never seen outside."""
 
 
 def snapshot_worktree(
@@ -183,16 +195,21 @@ def snapshot_worktree(
         if chunker is None:
             chunker = local.chunker = Chunker(repo.config.chunker)
         d, i = item
-        path = root + b"/" + (d.rel + b"/" if d.rel else b"") + d.listing[i][0]
-        with open(path, "rb") as f:
-            return read_file_content(f, chunker, _advancing(sink, progress))
+        rel = (d.rel + b"/" if d.rel else b"") + d.listing[i][0]
+        try:
+            with open(root + b"/" + rel, "rb") as f:
+                return read_file_content(f, chunker, _advancing(sink, progress))
+        except OSError as exc:
+            raise WorktreeReadError(os.fsdecode(rel), exc) from exc
 
     def collect(item: tuple[_Dir, int], content: FileContent) -> None:
         d, i = item
         d.contents[i] = (content, seen_ns)
 
     try:
-        _run_bounded(read_one, to_read, lambda it: it[0].listing[it[1]][2], workers, collect)
+        _run_bounded(
+            read_one, to_read, lambda it: it[0].listing[it[1]][2], workers, collect, sink.stop
+        )
         sink.close()
     except BaseException:
         sink.abort()
@@ -223,8 +240,14 @@ def _run_bounded(
     size: Callable[[T], int],
     workers: int,
     collect: Callable[[T, R], None],
+    stop: Callable[[], None],
 ) -> None:
-    """Run ``fn`` over ``items`` on a pool with a bounded window; collect in order."""
+    """Run ``fn`` over ``items`` on a pool with a bounded window; collect in order.
+
+    On the first failure (or Ctrl-C in the calling thread) the queued items are dropped
+    and ``stop`` is called before waiting for the running ones, so that they can end
+    early instead of reading their files to the end.
+    """
     if not items:
         return
     # Largest files first, so a big file does not start last and run alone.
@@ -243,6 +266,7 @@ def _run_bounded(
         except BaseException:
             for _, fut in pending:
                 fut.cancel()
+            stop()
             raise
 
 

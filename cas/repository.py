@@ -538,11 +538,32 @@ class WriteSession:
         """Stop the upload threads (without flushing)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def abort(self) -> None:
+        """Give up: drop queued uploads, wait for the running ones, and index the packs
+        that landed completely, so that a rerun (on any machine) reuses them.
+
+        Indexing them is safe: each is on the remote whole, and an index entry only says
+        where a blob is (invariant 2). A failure to write that segment is logged and
+        ignored; the packs then wait for ``cas repair`` or a rerun that writes them again.
+        """
+        self.close()
+        with self._lock:
+            packs, self._packs = self._packs, {}
+        if not packs:
+            return
+        try:
+            self._write_segment(packs)
+        except Exception as exc:  # best effort: the original error matters more
+            log.warning("could not index %d uploaded packs: %s", len(packs), exc)
+
     def __enter__(self) -> WriteSession:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 __all__ = ["CHECKPOINT_PACKS", "Repository", "WriteSession"]

@@ -324,6 +324,7 @@ def test_read_of_an_unreachable_mount_is_transient(
         raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
 
     monkeypatch.setattr(local_module, "open", broken_open, raising=False)
+    monkeypatch.setattr(local_module.os, "open", broken_open)  # read_range opens with os.open
     with pytest.raises(BackendUnavailableError, match="did not answer while trying to read k"):
         backend.read("k")
     with pytest.raises(BackendUnavailableError):

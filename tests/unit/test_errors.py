@@ -43,6 +43,9 @@ SAMPLES: dict[str, CasError] = {
     "ShortReadError": errors_module.ShortReadError("packs/ab/abcd", 10, 3),
     "InvalidNameError": errors_module.InvalidNameError("invalid branch name 'a b'"),
     "UnsafePathError": errors_module.UnsafePathError("../x", "parent directory"),
+    "WorktreeReadError": errors_module.WorktreeReadError(
+        "imgs/a.png", PermissionError(13, "Permission denied")
+    ),
     "BackendError": BackendError("failed to read x"),
     "BackendUnavailableError": errors_module.BackendUnavailableError("mount gone"),
     "PermissionDeniedError": errors_module.PermissionDeniedError("read-only"),
@@ -152,6 +155,10 @@ def test_messages_name_the_object() -> None:
     assert str(SAMPLES["UnsafePathError"]) == "unsafe path '../x': parent directory"
     assert str(SAMPLES["AlreadyExistsError"]) == "tag v1 already exists"
     assert str(SAMPLES["RepositoryNotFoundError"]) == "no cas store at /data/store"
+    assert str(SAMPLES["WorktreeReadError"]) == "cannot read imgs/a.png: Permission denied"
+    gone = errors_module.WorktreeReadError("x.bin", FileNotFoundError(2, "No such file"))
+    assert str(gone) == "x.bin disappeared while the commit was reading it"
+    assert "commit again" in gone.hint and ".casignore" in SAMPLES["WorktreeReadError"].hint
 
 
 def test_facts_are_kept_as_attributes() -> None:

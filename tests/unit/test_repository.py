@@ -527,6 +527,53 @@ def test_an_upload_thread_error_reaches_the_producer_and_nothing_is_indexed() ->
     assert not list(inner.list(INDEX)) and not list(inner.list(PACKS))
 
 
+class PacksFailAfter:
+    """Pack writes succeed ``n`` times, then fail as a full disk would."""
+
+    def __init__(self, inner: Backend, n: int) -> None:
+        self.inner = inner
+        self.left = n
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        if key.startswith(PACKS):
+            with self.lock:
+                self.left -= 1
+                if self.left < 0:
+                    raise NoSpaceError(key)
+        self.inner.write(key, data, if_absent=if_absent)
+
+
+@pytest.mark.parametrize("failure", ["upload", "producer"])
+def test_an_aborted_session_indexes_exactly_the_packs_that_landed(failure: str) -> None:
+    """Whatever stops a session (a failed upload, Ctrl-C in the producer), the packs
+    already on the remote get an index segment, so a rerun does not upload them again."""
+    inner = MemoryBackend()
+    repo = _create(PacksFailAfter(inner, 2 if failure == "upload" else 99))  # type: ignore[arg-type]
+    blobs = [random.Random(i).randbytes(10_000) for i in range(10 * SMALL_PACK // 10_000)]
+    expected: type[BaseException] = NoSpaceError if failure == "upload" else KeyboardInterrupt
+    with pytest.raises(expected), repo.new_session() as session:
+        for i, raw in enumerate(blobs):
+            if failure == "producer" and i == len(blobs) // 2:
+                raise KeyboardInterrupt
+            bid = hash_bytes(raw)
+            if session.reserve(bid):
+                session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+        session.flush()
+    landed = {parse_object_key(k.key, PACKS) for k in inner.list(PACKS)}
+    assert len(landed) >= 2
+    fresh = _open(inner)
+    index = fresh.load_index()
+    where = {raw: index.lookup(hash_bytes(raw)) for raw in blobs}
+    assert {loc.pack_id for loc in where.values() if loc is not None} == landed
+    for raw, loc in where.items():  # every indexed blob reads back
+        if loc is not None:
+            assert fresh.read_blob(hash_bytes(raw)) == raw
+
+
 # ---------------------------------------------------------------------------- visibility
 
 

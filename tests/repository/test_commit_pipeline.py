@@ -1,0 +1,220 @@
+"""Commit's pipeline, end to end: reader threads chunk and hash files, a pool compresses
+new chunks, upload threads send full packs. Whatever the number of workers and the order in
+which they finish, the commit is the same. An error in any thread, or Ctrl-C in the main
+thread, stops every thread promptly, commits nothing, keeps the worktree as it was, and the
+packs that landed are reused by the rerun.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import random
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import cas
+import cas.ingest as ingest
+from cas.api import Repo
+from cas.errors import NoSpaceError, WorktreeReadError
+from cas.layout import PACKS
+from cas.packs import read_pack_entries
+from tests.assets import AssetSpec, assert_same_tree, generate_assets, snapshot_tree
+from tests.conftest import SMALL_CHUNKER, SMALL_PACK
+
+SPEC = AssetSpec(small_files=80, classes=4, large_bytes=3 << 20, jsonl_files=1, jsonl_lines=400)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("commit-pipeline") / "assets"
+    generate_assets(root, SPEC, seed=21)
+    return root
+
+
+def _init(tmp_path: Path, assets: Path, name: str = "") -> Repo:
+    wt = Path(shutil.copytree(assets, tmp_path / f"wt{name}", symlinks=True))
+    return cas.init(
+        tmp_path / f"store{name}",
+        wt,
+        cache_dir=tmp_path / f"cache{name}",
+        progress=False,
+        chunker=SMALL_CHUNKER,
+        pack_size=SMALL_PACK,
+    )
+
+
+def _cas_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("cas-")]
+
+
+def _pack_count(store: Path) -> int:
+    return sum(1 for p in (store / PACKS).rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------------------- ordering
+
+
+def test_the_commit_is_the_same_whatever_the_workers_and_their_timing(
+    tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1, 3 or 8 readers, compressions that finish in a random order: one tree id, and a
+    clone of each commit is the folder."""
+    real = ingest.compress
+    rng = random.Random(3)
+    lock = threading.Lock()
+
+    def jittery(data: bytes, level: int) -> tuple[int, bytes]:
+        with lock:
+            pause = rng.random() * 0.002
+        time.sleep(pause)
+        return real(data, level)
+
+    trees = set()
+    for n, (workers, jitter) in enumerate([(1, False), (3, True), (8, True)]):
+        if jitter:
+            monkeypatch.setattr(ingest, "compress", jittery)
+        with _init(tmp_path, assets, str(n)) as repo:
+            repo.workers = workers
+            cid = repo.commit("v1").commit_id
+            trees.add(repo.repository.load_commit(cid).tree)
+        cas.clone(
+            tmp_path / f"store{n}", tmp_path / f"clone{n}", progress=False,
+            cache_dir=tmp_path / f"clone-cache{n}",
+        ).close()
+        assert_same_tree(snapshot_tree(assets), tmp_path / f"clone{n}")
+        monkeypatch.setattr(ingest, "compress", real)
+    assert len(trees) == 1
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def _assert_nothing_committed(repo: Repo, before: dict[str, object]) -> None:
+    """No version, the folder untouched, no thread left, and every pack that landed is
+    indexed (no orphan: a rerun deduplicates against all of them)."""
+    assert repo.log() == []
+    assert snapshot_tree(repo.root) == before
+    assert _cas_threads() == []
+    report = repo.verify()
+    assert report.ok, report.problems
+    assert report.orphan_packs == []
+
+
+def test_a_file_that_cannot_be_read_stops_the_commit_naming_it(
+    tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO halfway through the large file, in a reader thread: the commit stops with one
+    error naming the file; nothing is committed; the rerun commits everything."""
+    real = ingest.read_file_content
+    large = max(assets.rglob("*"), key=lambda p: p.lstat().st_size)
+
+    def failing(f, chunker, on_chunk=None):  # type: ignore[no-untyped-def]
+        if f.name.endswith(large.name.encode()):
+            def cut(cid, view):  # type: ignore[no-untyped-def]
+                if f.tell() > 1 << 20:
+                    raise OSError(errno.EIO, "Input/output error")
+                on_chunk(cid, view)
+            return real(f, chunker, cut)
+        return real(f, chunker, on_chunk)
+
+    monkeypatch.setattr(ingest, "read_file_content", failing)
+    with _init(tmp_path, assets) as repo:
+        before = snapshot_tree(repo.root)
+        with pytest.raises(WorktreeReadError, match=rf"cannot read .*{large.name}: Input/output"):
+            repo.commit("v1")
+        _assert_nothing_committed(repo, before)
+        monkeypatch.setattr(ingest, "read_file_content", real)
+        repo.commit("v1")
+    cas.clone(tmp_path / "store", tmp_path / "clone", progress=False).close()
+    assert_same_tree(snapshot_tree(assets), tmp_path / "clone")
+
+
+class _FullAfter:
+    """The store's backend, with pack writes failing as a full disk once ``n`` landed."""
+
+    def __init__(self, inner: object, n: int) -> None:
+        self._inner = inner
+        self._left = itertools.count(n, -1)
+
+    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        if key.startswith(PACKS) and next(self._left) <= 0:
+            raise NoSpaceError(key)
+        self._inner.write(key, data, if_absent=if_absent)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def test_an_upload_error_stops_the_readers_and_the_rerun_reuses_what_landed(
+    tmp_path: Path, assets: Path
+) -> None:
+    with _init(tmp_path, assets) as repo:
+        before = snapshot_tree(repo.root)
+        repo.repository.backend = _FullAfter(repo.repository.backend, 6)  # type: ignore[assignment]
+        with pytest.raises(NoSpaceError):
+            repo.commit("v1")
+        repo.repository.backend = repo.repository.backend._inner  # type: ignore[attr-defined]
+        _assert_nothing_committed(repo, before)
+        assert _pack_count(tmp_path / "store") >= 6
+    _assert_rerun_reuses(tmp_path, assets)
+
+
+def _assert_rerun_reuses(tmp_path: Path, assets: Path) -> None:
+    """A rerun with an empty cache (a fresh runtime) uploads only what had not landed:
+    afterwards no blob is stored in two packs, and every version is whole."""
+    shutil.rmtree(tmp_path / "cache")
+    with cas.open(tmp_path / "wt", cache_dir=tmp_path / "cache", progress=False) as repo:
+        repo.commit("v1")
+        report = repo.verify(read_data=True)
+        assert report.ok and report.orphan_packs == []
+    seen: set[bytes] = set()
+    for pack in (tmp_path / "store" / PACKS).rglob("*"):
+        if pack.is_file():
+            data = pack.read_bytes()
+            for entry in read_pack_entries(lambda n: data[-n:], len(data), pack.name):
+                assert entry.blob_id not in seen, "a chunk was uploaded twice"
+                seen.add(entry.blob_id)
+    cas.clone(tmp_path / "store", tmp_path / "clone", progress=False).close()
+    assert_same_tree(snapshot_tree(assets), tmp_path / "clone")
+
+
+def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_packs(
+    tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT to the main thread while readers, compressors and uploads run: the readers
+    stop at their next chunk (the large file is not read to its end), every thread is
+    gone when KeyboardInterrupt arrives, the packs that landed are indexed, and a rerun
+    on a fresh cache stores only the rest."""
+    main = threading.main_thread().ident
+    assert main is not None
+    real = ingest.read_file_content
+    chunks = itertools.count(1)
+    read = [0]
+
+    def counting(f, chunker, on_chunk=None):  # type: ignore[no-untyped-def]
+        def count(cid, view):  # type: ignore[no-untyped-def]
+            n = next(chunks)
+            read[0] += len(view)
+            if n == 300:
+                signal.pthread_kill(main, signal.SIGINT)
+            on_chunk(cid, view)
+        return real(f, chunker, count)
+
+    monkeypatch.setattr(ingest, "read_file_content", counting)
+    with _init(tmp_path, assets) as repo:
+        before = snapshot_tree(repo.root)
+        repo.workers = 2
+        with pytest.raises(KeyboardInterrupt):
+            repo.commit("v1")
+        total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
+        assert read[0] < total / 2, "the readers went on after Ctrl-C"
+        monkeypatch.setattr(ingest, "read_file_content", real)
+        _assert_nothing_committed(repo, before)
+        assert _pack_count(tmp_path / "store") >= 1
+    _assert_rerun_reuses(tmp_path, assets)
