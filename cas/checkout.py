@@ -142,7 +142,7 @@ def local_content(
     if known is not None:
         return known
     with open(wt.abspath(e.path), "rb") as f:
-        content = read_file_content(f, chunker)
+        content = read_file_content(f, chunker, size_hint=e.size)
     stat_cache.record(e, content)
     return content
 

@@ -19,6 +19,13 @@ from pyfastcdc import FastCDC, NormalizedChunking
 
 ALGORITHM = "fastcdc2020"
 
+# A file up to this size is read whole (one read, one buffer of its own size) and cut in
+# memory. pyfastcdc's stream chunker allocates a zeroed buffer of twice the maximum chunk
+# size (4 MiB by default) for every stream: for a 100 KB image that costs 40 times the
+# file, and on a folder of small images it was most of a commit's CPU. The cut points are
+# the same either way (tests/unit/test_chunking.py).
+WHOLE_READ_LIMIT = 8 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkerParams:
@@ -69,6 +76,26 @@ class Chunker:
         """Yield the chunks of ``stream`` in order; each view dies at the next yield."""
         for chunk in self._cdc.cut_stream(stream):
             yield chunk.data
+
+    def iter_file(self, f: BinaryIO, size_hint: int = -1) -> Iterator[memoryview]:
+        """Yield the chunks of an open file from its current position.
+
+        A file of at most ``WHOLE_READ_LIMIT`` bytes is read whole and cut in memory
+        (views into one buffer); a larger one is streamed. ``size_hint`` (the size seen by
+        ``lstat``) only saves a small read at the start of a file known to be large; the
+        bytes cut are always those read, up to the end of the file.
+        """
+        if size_hint <= WHOLE_READ_LIMIT:
+            start = f.tell()
+            # One byte more than expected tells the end was reached (the buffer is sized
+            # to the file: a larger one would be allocated, then shrunk, for every file).
+            want = WHOLE_READ_LIMIT + 1 if size_hint < 0 else size_hint + 1
+            head = f.read(want)
+            if len(head) < want:
+                yield from self.iter_buffer(head)
+                return
+            f.seek(start)  # it grew since it was seen: stream it instead
+        yield from self.iter_chunks(f)
 
     def iter_buffer(self, data: bytes | memoryview) -> Iterator[memoryview]:
         """Yield the chunks of an in-memory buffer (views into ``data``)."""

@@ -86,7 +86,10 @@ class _ChunkSink:
             raise self._errors[0]
         if not self._session.reserve(chunk_id):
             return
-        data = bytes(view)  # the chunker reuses its buffer after this call
+        # The stream chunker reuses its buffer after this call: copy, unless the chunk is
+        # a whole small file read into a bytes object of its own (no copy, no new memory).
+        obj = view.obj
+        data = obj if type(obj) is bytes and len(obj) == len(view) else bytes(view)
         self._slots.acquire()
         fut = self._pool.submit(self._store, chunk_id, data)
         fut.add_done_callback(self._done)
@@ -198,7 +201,9 @@ def snapshot_worktree(
         rel = (d.rel + b"/" if d.rel else b"") + d.listing[i][0]
         try:
             with open(root + b"/" + rel, "rb") as f:
-                return read_file_content(f, chunker, _advancing(sink, progress))
+                return read_file_content(
+                    f, chunker, _advancing(sink, progress), size_hint=d.listing[i][2]
+                )
         except OSError as exc:
             raise WorktreeReadError(os.fsdecode(rel), exc) from exc
 

@@ -239,7 +239,7 @@ def _reupload(
         content = cache.lookup(e)
         if content is None:
             with open(wt.abspath(path), "rb") as f:
-                content = read_file_content(f, chunker)
+                content = read_file_content(f, chunker, size_hint=e.size)
             cache.record(e, content)
         offset = 0
         hits = []

@@ -132,14 +132,18 @@ def read_file_content(
     f: BinaryIO,
     chunker: Chunker,
     on_chunk: Callable[[ObjectId, memoryview], None] | None = None,
+    *,
+    size_hint: int = -1,
 ) -> FileContent:
     """Chunk and hash an open file; call ``on_chunk(id, bytes)`` for every chunk.
 
-    Memory stays bounded by the chunker's buffer whatever the file's size.
+    Memory stays bounded whatever the file's size: a small file is read whole, a large
+    one through the chunker's buffer (:meth:`Chunker.iter_file`; ``size_hint`` is the
+    size ``lstat`` saw, if known).
     """
     whole = StreamHasher()
     chunks: list[ChunkRef] = []
-    for view in chunker.iter_chunks(f):
+    for view in chunker.iter_file(f, size_hint):
         whole.update(view)
         # The first chunk's id is the hash of everything so far: one pass over its bytes.
         chunk_id = hash_bytes(view) if chunks else whole.digest()

@@ -114,14 +114,14 @@ def test_a_file_that_cannot_be_read_stops_the_commit_naming_it(
     real = ingest.read_file_content
     large = max(assets.rglob("*"), key=lambda p: p.lstat().st_size)
 
-    def failing(f, chunker, on_chunk=None):  # type: ignore[no-untyped-def]
+    def failing(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
         if f.name.endswith(large.name.encode()):
             def cut(cid, view):  # type: ignore[no-untyped-def]
                 if f.tell() > 1 << 20:
                     raise OSError(errno.EIO, "Input/output error")
                 on_chunk(cid, view)
-            return real(f, chunker, cut)
-        return real(f, chunker, on_chunk)
+            return real(f, chunker, cut, **kw)
+        return real(f, chunker, on_chunk, **kw)
 
     monkeypatch.setattr(ingest, "read_file_content", failing)
     with _init(tmp_path, assets) as repo:
@@ -197,14 +197,14 @@ def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_pack
     chunks = itertools.count(1)
     read = [0]
 
-    def counting(f, chunker, on_chunk=None):  # type: ignore[no-untyped-def]
+    def counting(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
         def count(cid, view):  # type: ignore[no-untyped-def]
             n = next(chunks)
             read[0] += len(view)
             if n == 300:
                 signal.pthread_kill(main, signal.SIGINT)
             on_chunk(cid, view)
-        return real(f, chunker, count)
+        return real(f, chunker, count, **kw)
 
     monkeypatch.setattr(ingest, "read_file_content", counting)
     with _init(tmp_path, assets) as repo:

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+import cas.chunking as chunking
 from cas.chunking import ALGORITHM, Chunker, ChunkerParams
 
 SMALL = ChunkerParams(min=1024, avg=4096, max=16384)
@@ -86,6 +87,38 @@ def test_stream_gives_the_same_chunks_as_a_buffer() -> None:
     chunker = Chunker(SMALL)
     streamed = [bytes(c) for c in chunker.iter_chunks(io.BytesIO(data))]
     assert streamed == _cut(SMALL, data)
+
+
+@pytest.mark.parametrize("hint", [-1, 0, 10, 1 << 40])
+@pytest.mark.parametrize("size", [0, 1, 5000, 60_000])
+def test_a_file_read_whole_or_streamed_gives_the_same_chunks(
+    monkeypatch: pytest.MonkeyPatch, size: int, hint: int
+) -> None:
+    """Small files are read whole, large ones streamed, one that grew past the limit
+    since its lstat (a wrong hint) is streamed from where it started: the same cuts."""
+    monkeypatch.setattr(chunking, "WHOLE_READ_LIMIT", 20_000)
+    data = _data(size)
+    f = io.BytesIO(b"skip" + data)
+    f.seek(4)
+    got = [bytes(c) for c in Chunker(SMALL).iter_file(f, hint)]
+    assert got == _cut(SMALL, data)
+    assert b"".join(got) == data
+
+
+def test_a_small_file_is_read_in_one_call_without_a_stream_buffer() -> None:
+    class OneRead(io.BytesIO):
+        calls = 0
+
+        def read(self, n: int | None = -1) -> bytes:
+            self.calls += 1
+            return super().read(n)
+
+        def readinto(self, b: object) -> int:  # the stream chunker's way in
+            raise AssertionError("a small file was streamed")
+
+    f = OneRead(_data(50_000))
+    assert b"".join(Chunker(SMALL).iter_file(f, 50_000)) == f.getvalue()
+    assert f.calls == 1
 
 
 def test_cuts_resynchronise_after_an_insertion() -> None:
