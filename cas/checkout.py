@@ -822,10 +822,12 @@ class _Staging:
         size: int,
         blobs: list[tuple[int, int, bytes, BlobLocation]],
     ) -> _Tally:
-        """Stream the whole pack in pieces: hash it, cache it if it matches its id, and
-        use its blobs one by one in any case (each is verified on its own)."""
+        """Stream the whole pack in pieces: hash it, cache it if it matches its id (only
+        where caching data pays, see ``Capabilities.cache_data``), and use its blobs one by
+        one in any case (each is verified on its own)."""
         t = _Tally(packs=1)
-        sink = self.repo.cache.begin(key)
+        cache_it = self.repo.backend.capabilities.cache_data
+        sink = self.repo.cache.begin(key) if cache_it else None
         hasher = StreamHasher() if sink is not None else None  # only to decide on caching
         try:
             for pos, cut, part in _pieces(blobs, 0, size, WINDOW):

@@ -42,6 +42,9 @@ class Capabilities:
             (S3 and its peers). A folder backend cannot promise it: the folder may be a
             Drive mount, whose uploads to other machines happen later, in any order.
         max_connections: how many operations may usefully run at once.
+        cache_data: keeping copies of packs in the local cache pays. False for a folder
+            on a local disk, which is read as fast as the cache itself: checkout then
+            writes each restored byte once (into the worktree), not twice.
     """
 
     atomic_replace: bool = True
@@ -49,6 +52,7 @@ class Capabilities:
     consistent_listing: bool = True
     ordered_visibility: bool = False
     max_connections: int = 4
+    cache_data: bool = True
 
 
 def is_valid_key(key: str) -> bool:

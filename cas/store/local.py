@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -112,6 +113,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Filesystems that live on a local disk or in memory. A store on one of them is read as
+# fast as the local cache would be, so its packs are not copied into the cache. Anything
+# else (FUSE mounts such as Google Drive, NFS, SMB, unknown types) is treated as remote.
+LOCAL_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "bcachefs",
+     "tmpfs", "ramfs", "overlay", "apfs", "hfs"}
+)
+
+
+def filesystem_type(
+    path: str | os.PathLike[str], mountinfo: str = "/proc/self/mountinfo"
+) -> str | None:
+    """The type of the filesystem holding ``path`` (from Linux's ``mountinfo``: the mount
+    point that is the longest prefix of its real path), or None where unknown."""
+    try:
+        real = os.path.realpath(path)
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best, fstype = -1, None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right:
+            continue
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > best:
+            best, fstype = len(mount), right.split()[0]
+    return fstype
+
+
 class LocalDirBackend:
     """Keys as files below a root directory."""
 
@@ -121,6 +155,7 @@ class LocalDirBackend:
         # Cleared when the filesystem turns out to have no hard links (some FUSE mounts):
         # create-only writes are then checked, not enforced.
         self._links_work = True
+        self._local_disk = filesystem_type(self.root) in LOCAL_FILESYSTEMS
 
     @property
     def location(self) -> str:
@@ -133,6 +168,7 @@ class LocalDirBackend:
             conditional_write=self._links_work,
             consistent_listing=True,
             max_connections=4,
+            cache_data=not self._local_disk,
         )
 
     def _path(self, key: str) -> Path:

@@ -388,3 +388,54 @@ def test_create_only_link_failing_for_another_reason(
     assert _temp_files(root) == []
     with pytest.raises(ObjectNotFoundError):
         backend.read("k")
+
+
+# ---------------------------------------------------------------------------- cache_data
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+61 27 0:52 / /content/drive rw,nosuid,nodev,relatime shared:1 - fuse.drive drive rw
+62 61 0:53 / /content/drive/My\\040Drive/x rw,relatime - nfs4 srv:/x rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "fstype"),
+    [
+        ("/", "ext4"),
+        ("/content", "ext4"),
+        ("/content/drive", "fuse.drive"),
+        ("/content/drive/MyDrive/store", "fuse.drive"),
+        ("/content/driveX", "ext4"),  # a prefix of a mount point's name is not inside it
+        ("/content/drive/My Drive/x/store", "nfs4"),  # octal escapes in mount points
+        ("/proc/self", "proc"),
+    ],
+)
+def test_filesystem_type_is_the_longest_mount_point_holding_the_path(
+    tmp_path: Path, path: str, fstype: str
+) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO)
+    assert local_module.filesystem_type(path, str(info)) == fstype
+
+
+def test_filesystem_type_unknown_without_mountinfo(tmp_path: Path) -> None:
+    assert local_module.filesystem_type("/", str(tmp_path / "none")) is None
+
+
+@pytest.mark.parametrize(("fstype", "cached"), [("ext4", False), ("tmpfs", False),
+                                                ("fuse.drive", True), ("nfs", True),
+                                                (None, True)])
+def test_packs_are_cached_unless_the_store_is_on_a_local_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fstype: str | None, cached: bool
+) -> None:
+    """A Drive mount, a network share or an unknown filesystem is remote: caching pays."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
+    assert LocalDirBackend(tmp_path).capabilities.cache_data is cached
+
+
+def test_this_machines_temp_folder_is_a_local_disk(tmp_path: Path) -> None:
+    """What the test suite relies on: stores under tmp_path are not cached."""
+    assert local_module.filesystem_type(tmp_path) in local_module.LOCAL_FILESYSTEMS
