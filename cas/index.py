@@ -102,6 +102,46 @@ def decode_segment(data: bytes, what: str) -> dict[ObjectId, tuple[int, list[Pac
     return packs
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedSegment:
+    """A checked segment, kept as rows rather than one object per entry (for loading).
+
+    ``entries`` are ``(blob_id, pack_no, offset, stored_len, raw_len, kind, codec)`` with
+    ``pack_no`` an index into ``packs``, in the segment's order (sorted by blob id).
+    """
+
+    packs: list[tuple[ObjectId, int]]
+    entries: list[tuple[bytes, int, int, int, int, int, int]]
+
+
+def parse_segment(data: bytes, what: str) -> ParsedSegment:
+    """Check a segment as :func:`decode_segment` does, without building a
+    :class:`PackEntry` per blob: loading the index of 100k files is then one C-level
+    unpack and one loop of checks instead of 100k objects.
+
+    Raises:
+        CorruptObjectError: anything malformed.
+    """
+    if len(data) < _HEAD.size:
+        raise CorruptObjectError(what, "too short for an index segment")
+    magic, n_packs, n_entries = _HEAD.unpack_from(data, 0)
+    if magic != SEGMENT_MAGIC:
+        raise CorruptObjectError(what, "not an index segment (magic missing)")
+    body = _HEAD.size + n_packs * _PACK.size
+    if body + n_entries * _ENTRY.size != len(data):
+        raise CorruptObjectError(what, "segment length does not match its counts")
+    packs = [(ObjectId(pid), size) for pid, size in _PACK.iter_unpack(data[_HEAD.size : body])]
+    sizes = [size for _pid, size in packs]
+    entries = list(_ENTRY.iter_unpack(data[body:]))
+    kinds, codecs = frozenset(KINDS), frozenset(CODECS)
+    for _bid, no, offset, stored, raw, kind, codec in entries:
+        if no >= n_packs or kind not in kinds or codec not in codecs or raw > MAX_BLOB_SIZE:
+            raise CorruptObjectError(what, "segment entry out of range")
+        if offset + stored > sizes[no]:
+            raise CorruptObjectError(what, "segment entry points past the end of its pack")
+    return ParsedSegment(packs, entries)
+
+
 _ID = 32
 # One row per blob, parallel to the sorted ids: pack_no, offset, stored_len, raw_len, kind,
 # codec. Offsets and lengths fit in u32 because a pack is smaller than 4 GiB
@@ -267,18 +307,46 @@ class ChunkIndex:
                         if bid not in recent and frozen.find(bid) < 0:
                             recent[bid] = row
                 return
-            # Bulk: everything pending, in arrival order, goes into a new frozen run.
-            keys = list(recent)
-            rows = list(recent.values())
+            keys: list[bytes] = []
+            rows: list[bytes] = []
             for no, entries in todo:
                 keys += map(_BLOB_ID, entries)
                 rows += _rows(no, entries)
-            # Built from the end, so a key seen twice keeps its first row.
-            first = dict(zip(reversed(keys), reversed(rows), strict=True))
-            del keys, rows
-            new_keys = sorted(first)
-            self._frozen = frozen.merged(new_keys, list(map(first.__getitem__, new_keys)))
-            self._recent = {}
+            self._freeze(keys, rows)
+
+    def add_parsed(self, segments: list[ParsedSegment]) -> None:
+        """Merge parsed segments, in order, in one step (the first location of a blob
+        wins): one sort for all of them instead of one merge per segment."""
+        with self._lock:
+            keys: list[bytes] = []
+            rows: list[bytes] = []
+            pack = _ROW.pack
+            for seg in segments:
+                numbers = []
+                for pack_id, size in seg.packs:
+                    no = self._pack_no.get(pack_id)
+                    if no is None:
+                        no = self._pack_no[pack_id] = len(self._pack_ids)
+                        self._pack_ids.append(pack_id)
+                        self._pack_sizes.append(size)
+                    numbers.append(no)
+                keys += [e[0] for e in seg.entries]
+                rows += [pack(numbers[e[1]], *e[2:]) for e in seg.entries]
+            if keys:
+                self._freeze(keys, rows)
+
+    def _freeze(self, keys: list[bytes], rows: list[bytes]) -> None:
+        """Merge ``_recent`` and then ``keys`` (in arrival order) into a new frozen run;
+        a key seen twice keeps its first row, and one already frozen its frozen row.
+        Called with the lock held."""
+        keys[:0] = self._recent
+        rows[:0] = self._recent.values()
+        # Built from the end, so a key seen twice keeps its first row.
+        first = dict(zip(reversed(keys), reversed(rows), strict=True))
+        del keys[:], rows[:]
+        new_keys = sorted(first)
+        self._frozen = self._frozen.merged(new_keys, list(map(first.__getitem__, new_keys)))
+        self._recent = {}
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         """Location of a blob, or None when no known pack holds it."""

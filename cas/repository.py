@@ -44,7 +44,7 @@ from cas.errors import (
 )
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
-from cas.index import BlobLocation, ChunkIndex, decode_segment, encode_segment
+from cas.index import BlobLocation, ChunkIndex, encode_segment, parse_segment
 from cas.layout import (
     COMMITS,
     CONFIG_KEY,
@@ -165,6 +165,7 @@ class Repository:
         with self._index_lock:
             if self._index_loaded and not refresh:
                 return self.index
+            parsed = []
             for info in self.backend.list(INDEX):
                 seg_id = parse_object_key(info.key, INDEX)
                 if seg_id is None or seg_id in self._segments:
@@ -172,14 +173,14 @@ class Repository:
                 what = f"index segment {seg_id.short}"
                 try:
                     data = self._read_verified(info.key, seg_id, what)
-                    packs = decode_segment(data, what)
+                    parsed.append(parse_segment(data, what))
                 except (IntegrityError, ObjectNotFoundError) as exc:
                     # Derived data: a segment still being uploaded (a zero-byte Drive
                     # "ghost") or damaged is skipped; `cas repair` rebuilds the index.
                     log.warning("skipping %s: %s", what, exc)
                     continue
-                self.index.add_segment(packs)
                 self._segments.add(seg_id)
+            self.index.add_parsed(parsed)
             self._index_loaded = True
             return self.index
 
@@ -553,7 +554,7 @@ class WriteSession:
             return
         try:
             self._write_segment(packs)
-        except Exception as exc:  # best effort: the original error matters more
+        except Exception as exc:  # noqa: BLE001 (best effort: the original error matters more)
             log.warning("could not index %d uploaded packs: %s", len(packs), exc)
 
     def __enter__(self) -> WriteSession:

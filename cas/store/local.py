@@ -117,8 +117,23 @@ def _fsync_dir(path: Path) -> None:
 # fast as the local cache would be, so its packs are not copied into the cache. Anything
 # else (FUSE mounts such as Google Drive, NFS, SMB, unknown types) is treated as remote.
 LOCAL_FILESYSTEMS = frozenset(
-    {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "bcachefs",
-     "tmpfs", "ramfs", "overlay", "apfs", "hfs"}
+    {
+        "ext2",
+        "ext3",
+        "ext4",
+        "xfs",
+        "btrfs",
+        "zfs",
+        "f2fs",
+        "jfs",
+        "reiserfs",
+        "bcachefs",
+        "tmpfs",
+        "ramfs",
+        "overlay",
+        "apfs",
+        "hfs",
+    }
 )
 
 

@@ -425,9 +425,10 @@ def test_filesystem_type_unknown_without_mountinfo(tmp_path: Path) -> None:
     assert local_module.filesystem_type("/", str(tmp_path / "none")) is None
 
 
-@pytest.mark.parametrize(("fstype", "cached"), [("ext4", False), ("tmpfs", False),
-                                                ("fuse.drive", True), ("nfs", True),
-                                                (None, True)])
+@pytest.mark.parametrize(
+    ("fstype", "cached"),
+    [("ext4", False), ("tmpfs", False), ("fuse.drive", True), ("nfs", True), (None, True)],
+)
 def test_packs_are_cached_unless_the_store_is_on_a_local_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fstype: str | None, cached: bool
 ) -> None:

@@ -30,7 +30,7 @@ from cas.codec import (
 from cas.config import StoreConfig, decode_config, encode_config
 from cas.errors import CorruptObjectError, UnsafePathError, UnsupportedFormatError
 from cas.hashing import hash_bytes
-from cas.index import decode_segment, encode_segment
+from cas.index import decode_segment, encode_segment, parse_segment
 from cas.objects import Commit, RefEntry, Tree
 from cas.packs import PackWriter, read_pack_entries, scan_pack
 from tests.property.strategies import commits, ref_entries, trees
@@ -55,6 +55,7 @@ DECODERS: dict[str, tuple[Callable[[bytes], Any], tuple[type[Exception], ...]]] 
     "ref entry": (decode_ref_entry, (CorruptObjectError, UnsupportedFormatError)),
     "config": (decode_config, (CorruptObjectError, UnsupportedFormatError)),
     "segment": (lambda d: decode_segment(d, "segment"), (CorruptObjectError,)),
+    "segment rows": (lambda d: parse_segment(d, "segment"), (CorruptObjectError,)),
     "pack footer": (_read_pack_entries, (CorruptObjectError,)),
     "pack scan": (_scan_pack, (CorruptObjectError,)),
 }
@@ -82,6 +83,7 @@ SAMPLES: dict[str, bytes] = {
     "ref entry": encode_ref_entry(RefEntry("heads/main", hash_bytes(b"c"), "", ("k",), 1, "w")),
     "config": encode_config(StoreConfig(store_id="s", created_ns=1)),
     "segment": _valid_segment(),
+    "segment rows": _valid_segment(),
     "pack footer": _valid_pack(),
     "pack scan": _valid_pack(),
 }

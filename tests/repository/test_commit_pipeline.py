@@ -8,6 +8,7 @@ packs that landed are reused by the rerun.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import random
 import shutil
@@ -84,7 +85,9 @@ def test_the_commit_is_the_same_whatever_the_workers_and_their_timing(
             cid = repo.commit("v1").commit_id
             trees.add(repo.repository.load_commit(cid).tree)
         cas.clone(
-            tmp_path / f"store{n}", tmp_path / f"clone{n}", progress=False,
+            tmp_path / f"store{n}",
+            tmp_path / f"clone{n}",
+            progress=False,
             cache_dir=tmp_path / f"clone-cache{n}",
         ).close()
         assert_same_tree(snapshot_tree(assets), tmp_path / f"clone{n}")
@@ -116,10 +119,12 @@ def test_a_file_that_cannot_be_read_stops_the_commit_naming_it(
 
     def failing(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
         if f.name.endswith(large.name.encode()):
+
             def cut(cid, view):  # type: ignore[no-untyped-def]
                 if f.tell() > 1 << 20:
                     raise OSError(errno.EIO, "Input/output error")
                 on_chunk(cid, view)
+
             return real(f, chunker, cut, **kw)
         return real(f, chunker, on_chunk, **kw)
 
@@ -165,6 +170,10 @@ def test_an_upload_error_stops_the_readers_and_the_rerun_reuses_what_landed(
     _assert_rerun_reuses(tmp_path, assets)
 
 
+def _tail(data: bytes, n: int) -> bytes:
+    return data[len(data) - n :]
+
+
 def _assert_rerun_reuses(tmp_path: Path, assets: Path) -> None:
     """A rerun with an empty cache (a fresh runtime) uploads only what had not landed:
     afterwards no blob is stored in two packs, and every version is whole."""
@@ -177,7 +186,8 @@ def _assert_rerun_reuses(tmp_path: Path, assets: Path) -> None:
     for pack in (tmp_path / "store" / PACKS).rglob("*"):
         if pack.is_file():
             data = pack.read_bytes()
-            for entry in read_pack_entries(lambda n: data[-n:], len(data), pack.name):
+            tail = functools.partial(_tail, data)
+            for entry in read_pack_entries(tail, len(data), pack.name):
                 assert entry.blob_id not in seen, "a chunk was uploaded twice"
                 seen.add(entry.blob_id)
     cas.clone(tmp_path / "store", tmp_path / "clone", progress=False).close()
@@ -204,6 +214,7 @@ def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_pack
             if n == 300:
                 signal.pthread_kill(main, signal.SIGINT)
             on_chunk(cid, view)
+
         return real(f, chunker, count, **kw)
 
     monkeypatch.setattr(ingest, "read_file_content", counting)

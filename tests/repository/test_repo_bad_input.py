@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,7 +251,8 @@ def test_a_clone_caches_packs_only_from_a_remote_store(
     kinds = set()
     for pack in packs:
         data = pack.read_bytes()
-        kinds |= {e.kind for e in read_pack_entries(lambda n: data[-n:], len(data), pack.name)}
+        tail = functools.partial(lambda d, n: d[len(d) - n :], data)
+        kinds |= {e.kind for e in read_pack_entries(tail, len(data), pack.name)}
     # Metadata packs (trees) are cached in any case, for the next command's listing.
     assert (KIND_CHUNK in kinds) is (store_kind != "folder")
     assert_same_tree(mini.snap2, tmp_path / "wt")

@@ -20,7 +20,14 @@ from cas.compression import CODEC_RAW, CODEC_ZSTD
 from cas.errors import CorruptObjectError
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
-from cas.index import SEGMENT_MAGIC, BlobLocation, ChunkIndex, decode_segment, encode_segment
+from cas.index import (
+    SEGMENT_MAGIC,
+    BlobLocation,
+    ChunkIndex,
+    decode_segment,
+    encode_segment,
+    parse_segment,
+)
 from cas.packs import KIND_CHUNK, KIND_TREE, MAX_BLOB_SIZE, PackEntry
 
 P1 = hash_bytes(b"pack 1")
@@ -159,6 +166,68 @@ def test_entry_out_of_range(fields: dict[str, int], reason: str) -> None:
 
 def test_entry_ending_exactly_at_the_pack_end_is_fine() -> None:
     decode_segment(_one_entry_segment(offset=90, stored=10), "s")
+
+
+def _parsed(data: bytes) -> dict[ObjectId, tuple[int, list[PackEntry]]]:
+    """parse_segment's result in decode_segment's shape."""
+    seg = parse_segment(data, "s")
+    out: dict[ObjectId, tuple[int, list[PackEntry]]] = {p: (n, []) for p, n in seg.packs}
+    for bid, no, offset, stored, raw, kind, codec in seg.entries:
+        out[seg.packs[no][0]][1].append(PackEntry(ObjectId(bid), kind, codec, offset, stored, raw))
+    return out
+
+
+_SEGMENTS = {
+    "two packs": encode_segment(_packs()),
+    "empty": encode_segment({}),
+    "pack without entries": encode_segment({P1: (32, [])}),
+    "blob twice": encode_segment({P1: (1000, [_e(X, offset=200), _e(X, offset=52)])}),
+    "at the end": _one_entry_segment(offset=90, stored=10),
+    "too short": SEGMENT_MAGIC + b"\x00" * 7,
+    "bad magic": b"CASIDX02" + encode_segment(_packs())[8:],
+    "long by one": encode_segment(_packs()) + b"\x00",
+    "huge count": HEAD.pack(SEGMENT_MAGIC, 2, 2**32 - 1) + encode_segment(_packs())[HEAD.size :],
+    "pack no": _one_entry_segment(pack_no=1),
+    "kind": _one_entry_segment(kind=2),
+    "codec": _one_entry_segment(codec=7),
+    "raw": _one_entry_segment(raw=MAX_BLOB_SIZE + 1),
+    "past the end": _one_entry_segment(offset=95, stored=6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SEGMENTS))
+def test_parse_segment_agrees_with_decode_segment(name: str) -> None:
+    """The loader's fast path accepts and refuses exactly what the decoder does."""
+    data = _SEGMENTS[name]
+    expected: object
+    try:
+        expected = decode_segment(data, "s")
+    except CorruptObjectError as exc:
+        expected = exc.reason
+    try:
+        got: object = _parsed(data)
+    except CorruptObjectError as exc:
+        got = exc.reason
+    assert got == expected
+
+
+def test_parsed_segments_load_like_decoded_ones() -> None:
+    """add_parsed (one bulk merge) and add_segment (one at a time) build the same index,
+    first location winning across segments and over what was already there."""
+    first = encode_segment({P1: (1000, [_e(X, offset=60), _e(Y, offset=100)])})
+    second = encode_segment({P2: (500, [_e(X, offset=70), _e(Z)])})
+    one_by_one, bulk = ChunkIndex(), ChunkIndex()
+    for index in (one_by_one, bulk):
+        index.add_pack(P2, 500, [_e(Y, offset=300)])  # already known: keeps its row
+    one_by_one.add_segment(decode_segment(first, "a"))
+    one_by_one.add_segment(decode_segment(second, "b"))
+    bulk.add_parsed([parse_segment(first, "a"), parse_segment(second, "b")])
+    assert sorted(bulk.iter_blobs()) == sorted(one_by_one.iter_blobs())
+    assert bulk.lookup(X) == BlobLocation(P1, 60, 10, 20, KIND_CHUNK, CODEC_ZSTD)
+    assert bulk.lookup(Y) == BlobLocation(P2, 300, 10, 20, KIND_CHUNK, CODEC_ZSTD)
+    assert sorted(bulk.iter_packs()) == sorted([(P1, 1000), (P2, 500)])
+    bulk.add_parsed([])
+    assert len(bulk) == 3
 
 
 # ---------------------------------------------------------------------------- ChunkIndex

@@ -555,14 +555,19 @@ def test_an_aborted_session_indexes_exactly_the_packs_that_landed(failure: str) 
     repo = _create(PacksFailAfter(inner, 2 if failure == "upload" else 99))  # type: ignore[arg-type]
     blobs = [random.Random(i).randbytes(10_000) for i in range(10 * SMALL_PACK // 10_000)]
     expected: type[BaseException] = NoSpaceError if failure == "upload" else KeyboardInterrupt
-    with pytest.raises(expected), repo.new_session() as session:
-        for i, raw in enumerate(blobs):
-            if failure == "producer" and i == len(blobs) // 2:
-                raise KeyboardInterrupt
-            bid = hash_bytes(raw)
-            if session.reserve(bid):
-                session.add(bid, KIND_CHUNK, 0, len(raw), raw)
-        session.flush()
+
+    def fill() -> None:
+        with repo.new_session() as session:
+            for i, raw in enumerate(blobs):
+                if failure == "producer" and i == len(blobs) // 2:
+                    raise KeyboardInterrupt
+                bid = hash_bytes(raw)
+                if session.reserve(bid):
+                    session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+            session.flush()
+
+    with pytest.raises(expected):
+        fill()
     landed = {parse_object_key(k.key, PACKS) for k in inner.list(PACKS)}
     assert len(landed) >= 2
     fresh = _open(inner)
