@@ -19,6 +19,8 @@ import os
 import re
 import secrets
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +163,104 @@ def filesystem_type(
     return fstype
 
 
+# Files kept open after a ranged read, for the next range of the same object: reading a
+# pack in pieces then costs one open, not one per piece (an open is a round trip of tens
+# of milliseconds on a Drive mount). Safe because keys are never overwritten in place: a
+# write replaces the file (a new inode), and every object is immutable once written.
+READERS_KEPT = 16
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _Reader:
+    __slots__ = ("fd", "identity", "kept", "users")
+
+    def __init__(self, fd: int, identity: tuple[int, int, int, int]) -> None:
+        self.fd = fd
+        self.identity = identity  # of the file when opened
+        self.users = 1
+        self.kept = False  # held in _OpenFiles for later reads
+
+
+class _OpenFiles:
+    """A few read-only descriptors by key, least recently used dropped first; a dropped
+    one is closed once no thread reads through it.
+
+    A kept descriptor is used again only while ``stat`` of its path still shows the file
+    it was opened on (device, inode, size, mtime): a pack replaced by another process (a
+    repair, Drive filling in a zero-byte "ghost") is opened afresh, never read through a
+    descriptor of its old file. A ``stat`` is cheap where an open is not: FUSE mounts
+    cache attributes but send every open to their daemon.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, _Reader] = OrderedDict()
+        self._closed = False
+
+    def acquire(self, key: str, path: Path) -> _Reader:
+        """A descriptor open on ``path``, counted as in use until :meth:`release`."""
+        with self._lock:
+            r = self._kept.get(key)
+            if r is not None:
+                r.users += 1
+        if r is not None:
+            try:
+                same = _identity(os.stat(path)) == r.identity
+            except OSError:
+                same = False
+            if same:
+                return r
+            self.release(r)
+            self.forget(key, r)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # outside the lock: may be slow
+        try:
+            r = _Reader(fd, _identity(os.fstat(fd)))
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._lock:
+            if not self._closed and key not in self._kept:
+                r.kept = True
+                self._kept[key] = r
+                self._trim()
+        return r
+
+    def release(self, r: _Reader) -> None:
+        with self._lock:
+            r.users -= 1
+            if r.users == 0 and not r.kept:
+                os.close(r.fd)
+
+    def forget(self, key: str, only: _Reader | None = None) -> None:
+        """Drop ``key``'s descriptor (``only`` that one, if given): its file was replaced."""
+        with self._lock:
+            r = self._kept.get(key)
+            if r is not None and (only is None or r is only):
+                del self._kept[key]
+                self._drop(r)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._trim()
+
+    def _trim(self) -> None:
+        limit = 0 if self._closed else self._limit
+        while len(self._kept) > limit:
+            _key, r = self._kept.popitem(last=False)
+            self._drop(r)
+
+    @staticmethod
+    def _drop(r: _Reader) -> None:
+        r.kept = False
+        if r.users == 0:
+            os.close(r.fd)
+
+
 class LocalDirBackend:
     """Keys as files below a root directory."""
 
@@ -171,6 +271,7 @@ class LocalDirBackend:
         # create-only writes are then checked, not enforced.
         self._links_work = True
         self._local_disk = filesystem_type(self.root) in LOCAL_FILESYSTEMS
+        self._readers = _OpenFiles(READERS_KEPT)
 
     @property
     def location(self) -> str:
@@ -201,7 +302,8 @@ class LocalDirBackend:
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            reader = self._readers.acquire(key, path)
+            fd = reader.fd
             try:
                 if offset < 0 or length <= 0:
                     # From the end, or empty: the size decides (and checks) the range.
@@ -212,7 +314,7 @@ class LocalDirBackend:
                 if 0 < len(data) < length:  # a short read before the end (some FUSE mounts)
                     data = _read_rest(fd, data, length, start)
             finally:
-                os.close(fd)
+                self._readers.release(reader)
         except IsADirectoryError:
             raise ObjectNotFoundError(key) from None
         except OSError as exc:
@@ -223,6 +325,7 @@ class LocalDirBackend:
 
     def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         path = self._path(key)
+        self._readers.forget(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
             try:
@@ -307,6 +410,7 @@ class LocalDirBackend:
         return KeyInfo(key, st.st_size, _version(st))
 
     def delete(self, key: str) -> None:
+        self._readers.forget(key)
         try:
             os.unlink(self._path(key))
         except (FileNotFoundError, IsADirectoryError):
@@ -315,4 +419,4 @@ class LocalDirBackend:
             raise translate_os_error(exc, key, "delete") from exc
 
     def close(self) -> None:
-        pass
+        self._readers.close()
