@@ -92,18 +92,31 @@ class PackWriter:
         self._size = offset + len(stored)
         self._entries.append(PackEntry(blob_id, kind, codec, offset, len(stored), raw_len))
 
-    def seal(self) -> tuple[ObjectId, bytes, list[PackEntry]]:
-        """Finish the pack: returns ``(pack_id, pack_bytes, entries)``."""
+    def seal(self) -> tuple[ObjectId, bytearray, list[PackEntry]]:
+        """Finish the pack: returns ``(pack_id, pack_bytes, entries)``.
+
+        The parts are copied into one buffer and each is let go as soon as it is copied,
+        so sealing holds the pack about once, not twice (parts and joined copy).
+        """
         footer = b"".join(
             FOOTER_ENTRY.pack(e.blob_id, e.kind, e.codec, 0, e.offset, e.stored_len, e.raw_len)
             for e in self._entries
         )
         check = hash_bytes(footer)[:8]
         trailer = TRAILER.pack(len(self._entries), len(footer), check, END_MAGIC)
-        if self._size + len(footer) + len(trailer) > MAX_PACK_SIZE:
+        total = self._size + len(footer) + len(trailer)
+        if total > MAX_PACK_SIZE:
             raise ValueError("pack larger than 4 GiB")
-        data = b"".join([*self._parts, footer, trailer])
-        self._parts = []
+        data = bytearray(total)  # zero pages, mapped lazily: memory grows as it fills
+        parts, self._parts = self._parts, []
+        parts += (footer, trailer)
+        parts.reverse()
+        pos = 0
+        while parts:
+            part = parts.pop()
+            data[pos : pos + len(part)] = part
+            pos += len(part)
+            del part
         return hash_bytes(data), data, list(self._entries)
 
 

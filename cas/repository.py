@@ -475,7 +475,7 @@ class WriteSession:
             self.add(tree_id, KIND_TREE, codec, len(data), stored)
         return tree_id
 
-    def _upload(self, pack_id: ObjectId, data: bytes, entries: list[PackEntry]) -> None:
+    def _upload(self, pack_id: ObjectId, data: bytes | bytearray, entries: list[PackEntry]) -> None:
         try:
             self.repo.backend.write(pack_key(pack_id), data, if_absent=True)
         except AlreadyExistsError:

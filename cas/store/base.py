@@ -118,7 +118,7 @@ class Backend(Protocol):
         """
         ...
 
-    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         """Store ``data`` under ``key`` atomically: readers see all of it or none.
 
         With ``if_absent`` the write fails when the key exists (create-only); where

@@ -323,7 +323,7 @@ class LocalDirBackend:
             raise ShortReadError(key, length, len(data))
         return data
 
-    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         path = self._path(key)
         self._readers.forget(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")

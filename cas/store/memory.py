@@ -39,7 +39,7 @@ class MemoryBackend:
         start, end = resolve_range(key, len(data), offset, length)
         return data[start:end]
 
-    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         validate_key(key)
         with self._lock:
             if if_absent and key in self._data:

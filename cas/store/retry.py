@@ -75,7 +75,7 @@ class RetryingBackend:
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         return self._call(f"read {key}", lambda: self.inner.read_range(key, offset, length))
 
-    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         self._call(f"write {key}", lambda: self.inner.write(key, data, if_absent=if_absent))
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:

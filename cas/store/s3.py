@@ -241,7 +241,7 @@ class S3Backend:
             raise ShortReadError(key, length, len(data))
         return data
 
-    def write(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         full = self._key(key)
         extra = {"IfNoneMatch": "*"} if if_absent else {}
         with self._errors(key, "write"):
@@ -250,7 +250,7 @@ class S3Backend:
                 return
             self._multipart(full, data, extra)
 
-    def _multipart(self, full: str, data: bytes, extra: dict[str, str]) -> None:
+    def _multipart(self, full: str, data: bytes | bytearray, extra: dict[str, str]) -> None:
         upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)
         upload_id = upload["UploadId"]
         try:
