@@ -116,8 +116,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 # Filesystems that live on a local disk or in memory. A store on one of them is read as
-# fast as the local cache would be, so its packs are not copied into the cache. Anything
-# else (FUSE mounts such as Google Drive, NFS, SMB, unknown types) is treated as remote.
+# fast as the local cache would be, so its packs are not copied into the cache.
 LOCAL_FILESYSTEMS = frozenset(
     {
         "ext2",
@@ -137,6 +136,20 @@ LOCAL_FILESYSTEMS = frozenset(
         "hfs",
     }
 )
+
+
+def _caching_pays(fstype: str | None) -> bool:
+    """Whether copies of packs in cas's local cache save anything for a store folder on a
+    filesystem of this type.
+
+    Not on a local disk (as fast as the cache), nor on a FUSE mount: Google Drive's DriveFS
+    (``fuse.drive`` on Colab) already keeps every file read on the VM's disk, so a copy of
+    its packs would be the third copy of the data there (with the worktree). A network
+    share (NFS, SMB) or a filesystem cas cannot identify keeps no such copy: cached.
+    """
+    if fstype is None:
+        return True
+    return fstype not in LOCAL_FILESYSTEMS and fstype != "fuse" and not fstype.startswith("fuse.")
 
 
 def filesystem_type(
@@ -270,7 +283,7 @@ class LocalDirBackend:
         # Cleared when the filesystem turns out to have no hard links (some FUSE mounts):
         # create-only writes are then checked, not enforced.
         self._links_work = True
-        self._local_disk = filesystem_type(self.root) in LOCAL_FILESYSTEMS
+        self._cache_data = _caching_pays(filesystem_type(self.root))
         self._readers = _OpenFiles(READERS_KEPT)
 
     @property
@@ -284,7 +297,7 @@ class LocalDirBackend:
             conditional_write=self._links_work,
             consistent_listing=True,
             max_connections=4,
-            cache_data=not self._local_disk,
+            cache_data=self._cache_data,
         )
 
     def _path(self, key: str) -> Path:

@@ -427,12 +427,22 @@ def test_filesystem_type_unknown_without_mountinfo(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("fstype", "cached"),
-    [("ext4", False), ("tmpfs", False), ("fuse.drive", True), ("nfs", True), (None, True)],
+    [
+        ("ext4", False),
+        ("tmpfs", False),
+        ("fuse.drive", False),
+        ("fuse", False),
+        ("fuseblk", True),
+        ("nfs4", True),
+        ("cifs", True),
+        (None, True),
+    ],
 )
-def test_packs_are_cached_unless_the_store_is_on_a_local_disk(
+def test_packs_are_cached_only_where_no_local_copy_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fstype: str | None, cached: bool
 ) -> None:
-    """A Drive mount, a network share or an unknown filesystem is remote: caching pays."""
+    """A local disk is as fast as the cache; a FUSE mount such as Drive keeps its own
+    copy of what is read; a network share or an unknown filesystem keeps none."""
     monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
     assert LocalDirBackend(tmp_path).capabilities.cache_data is cached
 
