@@ -49,12 +49,12 @@ from cas.errors import (
     UnsafePathError,
 )
 from cas.hashing import StreamHasher, hash_bytes
-from cas.history import committed_file_ids, flatten_tree, iter_tree
+from cas.history import committed_file_ids, flatten_tree
 from cas.ids import ObjectId
 from cas.index import BlobLocation
 from cas.layout import pack_key
 from cas.objects import EntryKind, TreeEntry
-from cas.paths import split_path
+from cas.paths import join_path, split_path
 from cas.progress import NoProgress, Progress
 from cas.repository import Repository
 from cas.worktree import (
@@ -165,14 +165,12 @@ def plan_checkout(
             for p, e in target.items()
             if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
         }
-    # The base version shares the target's entry objects wherever the two versions agree,
-    # so that a version close to the target costs little more than its paths.
+    # Only where the base version differs from the target (see _base_differences).
     base: dict[str, TreeEntry] = {}
     if base_tree is not None:
-        for bp, be in iter_tree(repo, base_tree):
+        for bp, be in _base_differences(repo, base_tree, target):
             if _in_scope(bp, scopes):
-                same = target.get(bp)
-                base[bp] = same if same is not None and same == be else be
+                base[bp] = be
     local = wt.scan()
     if scopes is not None:
         local = {
@@ -273,6 +271,33 @@ def plan_checkout(
     _add_unchanged_sources(plan, unchanged, local, stat_cache)
     _validate_parents(wt, plan, local)
     return plan
+
+
+def _base_differences(
+    repo: Repository, base_tree: ObjectId, target: dict[str, TreeEntry]
+) -> Iterator[tuple[str, TreeEntry]]:
+    """The base version's entries that differ from the target's at the same path.
+
+    The plan looks at the base entry of a path only when the disk entry there is not
+    already what the target wants, or when the target lacks the path; a base entry equal
+    to the target's then decides nothing (the disk entry fails the same comparison
+    against both). So equal entries are left out, and a folder whose tree id the target
+    has at the same path is not read at all: a version close to the target costs only
+    its differences.
+    """
+    stack = [(base_tree, "")]
+    while stack:
+        tree_id, prefix = stack.pop()
+        for e in repo.load_tree(tree_id, at_root=not prefix).entries:
+            path = join_path(prefix, e.name)
+            t = target.get(path)
+            if t is not None and t == e:
+                continue
+            yield path, e
+            if e.kind == EntryKind.DIR and not (
+                t is not None and t.kind == EntryKind.DIR and t.oid == e.oid
+            ):
+                stack.append((e.oid, path))
 
 
 def _add_unchanged_sources(

@@ -26,11 +26,11 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from stat import S_IMODE, S_ISDIR, S_ISREG
-from typing import TypeVar
 
 from cas._faults import crash_point
 from cas.chunking import Chunker
@@ -51,9 +51,6 @@ from cas.worktree import (
     read_file_content,
 )
 
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -61,6 +58,13 @@ class Snapshot:
 
     tree_id: ObjectId
     stats: CommitStats
+
+
+# Files the walk may find (and queue for reading) ahead of the oldest one not read yet.
+# Each costs about 1 KB until its folder's tree is built (its future, its content, its
+# share of the folder's listing): 4096 bound that to a few MB, and let the walk of most
+# asset folders finish early, so the progress bar knows its total (and its ETA) early.
+READ_AHEAD = 4096
 
 
 def default_workers() -> int:
@@ -140,64 +144,30 @@ def snapshot_worktree(
     stat cache recorded with its tree id, and whose tree and chunks the store has, keeps
     that tree id: its files are neither looked up nor read, its tree not built again. In
     any other directory, files whose fingerprint matches the stat cache, and whose chunks
-    the store has, are not read. Returns the root tree id; the caller flushes the session.
+    the store has, are not read; the others are read as the walk finds them, at most
+    ``READ_AHEAD`` queued at a time. A directory's tree is built as soon as its files are read
+    and its sub-directories built, and then forgotten, so memory follows the folders
+    being worked on, not the size of the worktree. Returns the root tree id; the caller
+    flushes the session.
     """
     progress = progress or NoProgress()
     workers = workers or default_workers()
     index = repo.load_index()
     seen_ns = time.time_ns()  # before the walk's first lstat
     clean: dict[bytes, ObjectId] = {}  # unchanged folders whose parent is not walked yet
-    dirty: list[_Dir] = []  # folders to build, sub-directories first
+    built: dict[bytes, ObjectId] = {}  # rebuilt folders whose parent is not walked yet
+    waiting: dict[bytes, _Dir] = {}  # walked folders whose tree cannot be built yet
     walked: set[bytes] = set()
-    to_read: list[tuple[_Dir, int]] = []  # (folder, index of the file in its listing)
-    files = dirs = symlinks = nbytes = 0
-    for rel, listing in wt.walk():
-        walked.add(rel)
-        prefix = rel + b"/" if rel else b""
-        subtrees: dict[bytes, ObjectId] = {}
-        whole = True  # every sub-directory unchanged
-        for e in listing:
-            mode = e[1]
-            if S_ISREG(mode):
-                files += 1
-                nbytes += e[2]
-            elif S_ISDIR(mode):
-                dirs += 1
-                tid = clean.pop(prefix + e[0], None)
-                if tid is None:
-                    whole = False
-                else:
-                    subtrees[e[0]] = tid
-            else:
-                symlinks += 1
-        if whole:
-            digest = listing_digest(listing, list(subtrees.values()))
-            tid = stat_cache.reuse_tree(rel, digest, index)
-            if tid is not None:
-                clean[rel] = tid
-                continue
-        d = _Dir(rel, listing, subtrees, [None] * len(listing))
-        for i, (name, mode, size, mtime, ino, ctime, _target) in enumerate(listing):
-            if not S_ISREG(mode):
-                continue
-            hit = stat_cache.find(rel, name, size, mtime, ino, ctime)
-            if hit is not None and all(c.chunk_id in index for c in hit[0].chunks):
-                d.contents[i] = hit
-            else:
-                to_read.append((d, i))
-        dirty.append(d)
-
-    total = sum(d.listing[i][2] for d, i in to_read)
-    progress.start(total, "B", "commit")
+    files = dirs = symlinks = nbytes = total = 0
+    progress.start(0, "B", "commit")  # the total grows as the walk finds files to read
     sink = _ChunkSink(session, repo.config.zstd_level, workers)
     local = threading.local()
     root = os.fsencode(wt.root)
 
-    def read_one(item: tuple[_Dir, int]) -> FileContent:
+    def read_one(d: _Dir, i: int) -> FileContent:
         chunker = getattr(local, "chunker", None)
         if chunker is None:
             chunker = local.chunker = Chunker(repo.config.chunker)
-        d, i = item
         rel = (d.rel + b"/" if d.rel else b"") + d.listing[i][0]
         try:
             with open(root + b"/" + rel, "rb") as f:
@@ -207,21 +177,86 @@ def snapshot_worktree(
         except OSError as exc:
             raise WorktreeReadError(os.fsdecode(rel), exc) from exc
 
-    def collect(item: tuple[_Dir, int], content: FileContent) -> None:
-        d, i = item
-        d.contents[i] = (content, seen_ns)
+    def done_with(d: _Dir) -> None:
+        """One thing ``d`` waited for is there; build it (and its parents) when ready."""
+        d.waiting -= 1
+        while d.waiting == 0:
+            tree_id = _build_tree(session, d, stat_cache, seen_ns)
+            waiting.pop(d.rel, None)
+            parent = d.parent
+            if parent is None:
+                built[d.rel] = tree_id
+                return
+            parent.subtrees[d.rel.rpartition(b"/")[2]] = tree_id
+            parent.waiting -= 1
+            d = parent
 
+    reads = _BoundedReads(read_one, READ_AHEAD, workers)
     try:
-        _run_bounded(
-            read_one, to_read, lambda it: it[0].listing[it[1]][2], workers, collect, sink.stop
-        )
+        for rel, listing in wt.walk():
+            walked.add(rel)
+            prefix = rel + b"/" if rel else b""
+            subtrees: dict[bytes, ObjectId] = {}
+            children: list[_Dir] = []  # sub-directories still waiting
+            whole = True  # every sub-directory unchanged
+            for e in listing:
+                mode = e[1]
+                if S_ISREG(mode):
+                    files += 1
+                    nbytes += e[2]
+                elif S_ISDIR(mode):
+                    dirs += 1
+                    sub = prefix + e[0]
+                    tid = clean.pop(sub, None)
+                    if tid is not None:
+                        subtrees[e[0]] = tid
+                        continue
+                    whole = False
+                    tid = built.pop(sub, None)
+                    if tid is not None:
+                        subtrees[e[0]] = tid
+                    else:
+                        children.append(waiting[sub])
+                else:
+                    symlinks += 1
+            if whole:
+                digest = listing_digest(listing, list(subtrees.values()))
+                tid = stat_cache.reuse_tree(rel, digest, index)
+                if tid is not None:
+                    clean[rel] = tid
+                    continue
+            # Waits for its children, its files to read, and the end of this loop.
+            d = _Dir(rel, listing, subtrees, {}, 1 + len(children))
+            waiting[rel] = d
+            for child in children:
+                child.parent = d
+            for i, (name, mode, size, mtime, ino, ctime, _target) in enumerate(listing):
+                if not S_ISREG(mode):
+                    continue
+                hit = stat_cache.find(rel, name, size, mtime, ino, ctime)
+                if hit is None or not all(c.chunk_id in index for c in hit[0].chunks):
+                    d.waiting += 1
+                    total += size
+                    progress.expect(size)
+                    for rd, ri, content in reads.submit(d, i):
+                        rd.contents[ri] = content
+                        done_with(rd)
+            done_with(d)
+        for rd, ri, content in reads.drain():
+            rd.contents[ri] = content
+            done_with(rd)
         sink.close()
     except BaseException:
+        reads.cancel()
+        sink.stop()
+        reads.close()
         sink.abort()
         raise
     finally:
+        reads.close()
         progress.finish()
-    tree_id = clean[b""] if b"" in clean else build_trees(session, dirty, stat_cache)
+    assert not waiting, "every folder's tree is built"
+    tree_id = clean[b""] if b"" in clean else built[b""]
     stat_cache.keep_dirs(walked)
     stats = CommitStats(
         files=files, dirs=dirs, symlinks=symlinks, bytes=nbytes, scanned_bytes=total
@@ -239,96 +274,106 @@ def _advancing(
     return on_chunk
 
 
-def _run_bounded(
-    fn: Callable[[T], R],
-    items: list[T],
-    size: Callable[[T], int],
-    workers: int,
-    collect: Callable[[T, R], None],
-    stop: Callable[[], None],
-) -> None:
-    """Run ``fn`` over ``items`` on a pool with a bounded window; collect in order.
+class _BoundedReads:
+    """Reads files on a pool, at most ``window`` in flight; the contents come back in
+    submission order, from :meth:`submit` (once the window is full) and :meth:`drain`.
 
-    On the first failure (or Ctrl-C in the calling thread) the queued items are dropped
-    and ``stop`` is called before waiting for the running ones, so that they can end
-    early instead of reading their files to the end.
+    On a failure (or Ctrl-C in the calling thread) the caller calls :meth:`cancel`, which
+    drops the files not started yet, then makes the running ones stop early its own way,
+    then :meth:`close`, which waits for them.
     """
-    if not items:
-        return
-    # Largest files first, so a big file does not start last and run alone.
-    order = sorted(items, key=size, reverse=True)
-    window = 4 * workers
-    with ThreadPoolExecutor(workers, thread_name_prefix="cas-read") as pool:
-        pending: list[tuple[T, Future[R]]] = []
-        try:
-            for item in order:
-                pending.append((item, pool.submit(fn, item)))
-                if len(pending) >= window:
-                    done, fut = pending.pop(0)
-                    collect(done, fut.result())
-            for done, fut in pending:
-                collect(done, fut.result())
-        except BaseException:
-            for _, fut in pending:
-                fut.cancel()
-            stop()
-            raise
+
+    def __init__(self, read: Callable[[_Dir, int], FileContent], window: int, workers: int) -> None:
+        self._read = read
+        self._window = window
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cas-read")
+        self._pending: deque[tuple[_Dir, int, Future[FileContent]]] = deque()
+
+    def submit(self, d: _Dir, i: int) -> list[tuple[_Dir, int, FileContent]]:
+        """Queue file ``i`` of ``d``; return the oldest contents that are ready (waiting
+        for them only while the window is full), so trees are built as early as reads
+        finish in order, however far ahead the walk is."""
+        pending = self._pending
+        pending.append((d, i, self._pool.submit(self._read, d, i)))
+        out = []
+        while pending and (len(pending) >= self._window or pending[0][2].done()):
+            rd, ri, fut = pending.popleft()
+            out.append((rd, ri, fut.result()))
+        return out
+
+    def drain(self) -> Iterator[tuple[_Dir, int, FileContent]]:
+        """Every remaining content, oldest first."""
+        while self._pending:
+            rd, ri, fut = self._pending.popleft()
+            yield rd, ri, fut.result()
+
+    def cancel(self) -> None:
+        """Drop the files not started yet."""
+        for _d, _i, fut in self._pending:
+            fut.cancel()
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Wait for the running reads and stop the threads."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Dir:
-    """A folder whose tree is built: its listing, and what is known of its entries."""
+    """A walked folder whose tree is to be built, and what it still waits for."""
 
     rel: bytes
     listing: list[Stat]
-    subtrees: dict[bytes, ObjectId]  # name → tree id of each unchanged sub-directory
-    contents: list[tuple[FileContent, int] | None]  # per file: content and seen_ns
+    subtrees: dict[bytes, ObjectId]  # name → tree id of each sub-directory known so far
+    contents: dict[int, FileContent]  # listing position → content, for the files read
+    waiting: int  # files being read, sub-directories not built, and the walk itself
+    parent: _Dir | None = None  # set once the parent is walked
 
 
-def build_trees(session: WriteSession, dirty: list[_Dir], stat_cache: StatCache) -> ObjectId:
-    """Build and store the trees of ``dirty`` folders (children first); return the root's.
+def _build_tree(session: WriteSession, d: _Dir, stat_cache: StatCache, seen_ns: int) -> ObjectId:
+    """Build and store the tree of folder ``d`` (its sub-directories are built).
 
-    Records each folder's tree id, listing digest and file rows in ``stat_cache``.
+    Records its tree id, listing digest and file rows in ``stat_cache``. A file not read
+    is one the stat cache matched during the walk (nothing changes its rows until this
+    folder is recorded here).
     """
-    built: dict[bytes, ObjectId] = {}  # built trees whose parent is not built yet
-    for d in dirty:
-        prefix = d.rel + b"/" if d.rel else b""
-        rows: list[TreeEntry] = []
-        subtrees: list[bytes] = []
-        files: list[tuple[bytes, int, int, int, int, int, FileContent]] = []
-        for (name, mode, size, mtime, ino, ctime, target), known in zip(
-            d.listing, d.contents, strict=True
-        ):
-            text = os.fsdecode(name)
-            if S_ISREG(mode):
-                assert known is not None  # every file was looked up or read
-                c, seen = known
-                rows.append(
-                    TreeEntry(text, EntryKind.FILE, S_IMODE(mode), mtime, size, c.oid, c.chunks)
+    rows: list[TreeEntry] = []
+    subtrees: list[bytes] = []
+    files: list[tuple[bytes, int, int, int, int, int, FileContent]] = []
+    for i, (name, mode, size, mtime, ino, ctime, target) in enumerate(d.listing):
+        text = os.fsdecode(name)
+        if S_ISREG(mode):
+            c = d.contents.get(i)
+            seen = seen_ns
+            if c is None:
+                hit = stat_cache.find(d.rel, name, size, mtime, ino, ctime)
+                assert hit is not None  # matched during the walk
+                c, seen = hit
+            rows.append(
+                TreeEntry(text, EntryKind.FILE, S_IMODE(mode), mtime, size, c.oid, c.chunks)
+            )
+            files.append((name, size, mtime, ino, ctime, seen, c))
+        elif S_ISDIR(mode):
+            sub = d.subtrees[name]
+            subtrees.append(sub)
+            rows.append(TreeEntry(text, EntryKind.DIR, S_IMODE(mode), mtime, 0, sub))
+        else:
+            rows.append(
+                TreeEntry(
+                    text,
+                    EntryKind.SYMLINK,
+                    S_IMODE(mode),
+                    mtime,
+                    size,
+                    hash_bytes(target),
+                    target=os.fsdecode(target),
                 )
-                files.append((name, size, mtime, ino, ctime, seen, c))
-            elif S_ISDIR(mode):
-                sub = d.subtrees.get(name)
-                if sub is None:
-                    sub = built.pop(prefix + name)
-                subtrees.append(sub)
-                rows.append(TreeEntry(text, EntryKind.DIR, S_IMODE(mode), mtime, 0, sub))
-            else:
-                rows.append(
-                    TreeEntry(
-                        text,
-                        EntryKind.SYMLINK,
-                        S_IMODE(mode),
-                        mtime,
-                        size,
-                        hash_bytes(target),
-                        target=os.fsdecode(target),
-                    )
-                )
-        tree_id = built[d.rel] = session.store_tree(Tree(tuple(rows)))
-        stat_cache.set_dir(d.rel, files, tree_id, listing_digest(d.listing, subtrees))
-        d.contents.clear()  # the stat cache holds what is still needed
-    return built[b""]  # the root comes last
+            )
+    tree_id = session.store_tree(Tree(tuple(rows)))
+    stat_cache.set_dir(d.rel, files, tree_id, listing_digest(d.listing, subtrees))
+    d.contents.clear()
+    d.listing = []
+    return tree_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,4 +427,4 @@ def commit_snapshot(
     return CommitOutcome(commit_id, commit, after.diverged)
 
 
-__all__ = ["CommitOutcome", "Snapshot", "build_trees", "commit_snapshot", "snapshot_worktree"]
+__all__ = ["CommitOutcome", "Snapshot", "commit_snapshot", "snapshot_worktree"]

@@ -1,9 +1,9 @@
 """Progress reporting: the library talks to a :class:`Progress`, the caller draws it.
 
 Operations call ``start(total, unit, label)``, then ``advance(n)`` as bytes (or files)
-are done, and ``finish()``. :class:`NoProgress` is the silent default;
-:class:`BarProgress` draws a tqdm bar that works in a terminal and in a notebook
-(``tqdm.auto``), with bytes, rate and ETA.
+are done (and ``expect(n)`` when a walk finds more work), and ``finish()``.
+:class:`NoProgress` is the silent default; :class:`BarProgress` draws a tqdm bar that
+works in a terminal and in a notebook (``tqdm.auto``), with bytes, rate and ETA.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ class Progress(Protocol):
         """``n`` more units are done."""
         ...
 
+    def expect(self, n: int) -> None:
+        """``n`` more units are expected (the total grows as a walk finds work)."""
+        ...
+
     def finish(self) -> None:
         """The current phase is over."""
         ...
@@ -35,6 +39,9 @@ class NoProgress:
         """Ignore."""
 
     def advance(self, n: int) -> None:
+        """Ignore."""
+
+    def expect(self, n: int) -> None:
         """Ignore."""
 
     def finish(self) -> None:
@@ -71,6 +78,13 @@ class BarProgress:
         with self._lock:
             if self._bar is not None:
                 self._bar.update(n)
+
+    def expect(self, n: int) -> None:
+        """Raise the bar's total."""
+        with self._lock:
+            if self._bar is not None and n:
+                self._bar.total = (self._bar.total or 0) + n
+                self._bar.refresh()
 
     def finish(self) -> None:
         """Close the bar."""

@@ -212,8 +212,11 @@ def _is_int_list(v: object) -> bool:
     return isinstance(v, list) and all(type(x) is int for x in v)
 
 
-def _encode_rows(rows: Iterable[tuple[bytes, _Row]]) -> tuple[bytes, bytes, int]:
-    """(columns, chunk ids, row count) of a directory's rows, without racily clean ones."""
+def _encode_rows(
+    rows: Iterable[tuple[bytes, _Row]], *, keep_racy: bool = False
+) -> tuple[bytes, bytes, int]:
+    """(columns, chunk ids, row count) of a directory's rows, without racily clean ones
+    unless ``keep_racy`` (an encoding kept in memory, not saved)."""
     names: list[bytes] = []
     ints: tuple[list[int], ...] = ([], [], [], [], [])  # sizes, mtimes, inos, ctimes, seens
     oids: list[bytes] = []
@@ -221,7 +224,7 @@ def _encode_rows(rows: Iterable[tuple[bytes, _Row]]) -> tuple[bytes, bytes, int]
     chunk_sizes: list[int] = []
     ids: list[bytes] = []
     for name, (size, mtime, ino, ctime, seen, oid, cids, csizes) in rows:
-        if is_racy(mtime, ctime, seen):
+        if not keep_racy and is_racy(mtime, ctime, seen):
             continue
         names.append(name)
         for col, v in zip(ints, (size, mtime, ino, ctime, seen), strict=True):
@@ -232,6 +235,10 @@ def _encode_rows(rows: Iterable[tuple[bytes, _Row]]) -> tuple[bytes, bytes, int]
         ids.append(cids)
     packed = msgpack.packb([names, *ints, b"".join(oids), counts, chunk_sizes], use_bin_type=True)
     return packed, b"".join(ids), len(names)
+
+
+# The columns of a folder without file rows.
+_NO_ROWS: bytes = msgpack.packb([[], [], [], [], [], [], b"", [], []], use_bin_type=True)
 
 
 def _decode_rows(packed: bytes, ids: bytes) -> dict[bytes, _Row]:
@@ -277,29 +284,36 @@ class _DirRecord:
 
     ``digest`` and ``tree``: the directory's tree id and the :func:`listing_digest` it
     was built from, set only when every file row of the directory was safe to save (not
-    racily clean). The rows stay encoded (``packed`` and ``ids``, as loaded) until a
-    lookup needs them; once changed in memory, ``packed`` is None.
+    racily clean). The rows stay encoded (``packed`` and ``ids``, b"" when there are
+    none); rows recorded or forgotten since (``None`` for a forgotten one) wait in
+    ``changes`` until :meth:`StatCache.encode`, or until there are ``_FOLD_CHANGES`` of
+    them. ``saveable``: ``packed`` holds no racily clean row (false once changes were
+    folded in, which keeps them all).
     """
 
-    __slots__ = ("digest", "ids", "packed", "rows", "tree")
+    __slots__ = ("changes", "digest", "ids", "packed", "saveable", "tree")
 
     def __init__(
         self,
         digest: bytes | None = None,
         tree: bytes | None = None,
         ids: bytes = b"",
-        packed: bytes | None = None,
+        packed: bytes = b"",
     ) -> None:
         self.digest = digest
         self.tree = tree
         self.ids = ids
         self.packed = packed
-        self.rows: dict[bytes, _Row] | None = None if packed is not None else {}
+        self.saveable = True
+        self.changes: dict[bytes, _Row | None] = {}
 
     def modified(self) -> None:
-        """Rows changed in memory: re-encode them, and stop vouching for the tree."""
-        self.packed = None
+        """Rows changed in memory: stop vouching for the tree."""
         self.digest = self.tree = None
+
+
+# Changes of one folder kept as rows before they are folded into its encoded rows.
+_FOLD_CHANGES = 256
 
 
 class StatCache:
@@ -316,28 +330,66 @@ class StatCache:
     for the root); ``digest`` and ``tree`` are 32-byte bin or nil; ``chunk ids`` is one
     bin, every chunk id of every file row in row order; ``rows`` is a bin holding the
     msgpack array ``[names, sizes, mtimes, inodes, ctimes, seen times, file ids
-    (concatenated), chunk counts, chunk sizes (flat)]`` of the directory's files. The
-    rows of a directory are decoded only when something asks for one of its files.
+    (concatenated), chunk counts, chunk sizes (flat)]`` of the directory's files.
+
+    In memory the rows stay in that encoded form. Only one folder's rows are decoded at
+    a time (the last one looked at), so memory follows the size of the file, not the
+    number of Python objects a decoded row costs; rows recorded since loading wait as
+    a few changes per folder (:class:`_DirRecord`).
     """
 
     def __init__(self) -> None:
         self._dirs: dict[bytes, _DirRecord] = {}
+        self._view: tuple[_DirRecord | None, dict[bytes, _Row]] = (None, {})
         self.changed = False  # something to save
 
     def _rows(self, parent: bytes, d: _DirRecord) -> dict[bytes, _Row]:
-        """The file rows of folder ``parent``, decoded on first use (damaged: none)."""
-        if d.rows is None:
+        """The encoded rows of folder ``parent`` decoded (damaged: none), without its
+        changes. The result is shared until another folder is decoded: do not modify."""
+        view, rows = self._view
+        if view is d:
+            return rows
+        if not d.packed:
+            rows = {}
+        else:
             try:
-                d.rows = _decode_rows(d.packed or b"", d.ids)
+                rows = _decode_rows(d.packed, d.ids)
             except (ValueError, TypeError, msgpack.UnpackException):
                 log.warning(
                     "stat cache damaged for folder %r; its files will be read again",
                     os.fsdecode(parent) or ".",
                 )
-                d.rows = {}
+                rows = {}
+                d.packed = d.ids = b""
                 d.modified()
                 self.changed = True
-        return d.rows
+        self._view = (d, rows)
+        return rows
+
+    def _get(self, parent: bytes, d: _DirRecord, name: bytes) -> _Row | None:
+        if name in d.changes:
+            return d.changes[name]
+        return self._rows(parent, d).get(name)
+
+    def _merged(self, parent: bytes, d: _DirRecord) -> dict[bytes, _Row]:
+        """Every row of folder ``parent``, changes applied (a new dict)."""
+        rows = dict(self._rows(parent, d))
+        for name, row in d.changes.items():
+            if row is None:
+                rows.pop(name, None)
+            else:
+                rows[name] = row
+        return rows
+
+    def _change(self, parent: bytes, d: _DirRecord, name: bytes, row: _Row | None) -> None:
+        d.changes[name] = row
+        d.modified()
+        self.changed = True
+        if len(d.changes) >= _FOLD_CHANGES:
+            d.packed, d.ids, _ = _encode_rows(self._merged(parent, d).items(), keep_racy=True)
+            d.changes = {}
+            d.saveable = False
+            self._view = (None, {})
 
     # -- files, by worktree path (status, checkout, repair)
 
@@ -353,19 +405,16 @@ class StatCache:
         d = self._dirs.get(parent)
         if d is None:
             d = self._dirs[parent] = _DirRecord()
-        self._rows(parent, d)[name] = _row(
-            e.size, e.mtime_ns, e.ino, e.ctime_ns, e.seen_ns, content
+        self._change(
+            parent, d, name, _row(e.size, e.mtime_ns, e.ino, e.ctime_ns, e.seen_ns, content)
         )
-        d.modified()
-        self.changed = True
 
     def forget(self, path: str) -> None:
         """Drop what is recorded for ``path`` (a deleted file)."""
         parent, name = _split(path)
         d = self._dirs.get(parent)
-        if d is not None and self._rows(parent, d).pop(name, None) is not None:
-            d.modified()
-            self.changed = True
+        if d is not None and self._get(parent, d, name) is not None:
+            self._change(parent, d, name, None)
 
     @property
     def rows(self) -> _PathRows:
@@ -381,7 +430,7 @@ class StatCache:
         d = self._dirs.get(parent)
         if d is None:
             return None
-        row = self._rows(parent, d).get(name)
+        row = self._get(parent, d, name)
         if row is None or row[:4] != (size, mtime_ns, ino, ctime_ns):
             return None
         content = _content(row)
@@ -396,11 +445,7 @@ class StatCache:
         d = self._dirs.get(parent)
         if d is None or d.digest != digest or d.tree is None or d.tree not in index:
             return None
-        ids = (
-            d.ids
-            if d.packed is not None
-            else b"".join(r[6] for r in self._rows(parent, d).values())
-        )
+        ids = d.ids  # a record with a tree id has no pending changes
         if not all(ids[i : i + ID_SIZE] in index for i in range(0, len(ids), ID_SIZE)):
             return None
         return ObjectId(d.tree)
@@ -442,13 +487,14 @@ class StatCache:
         """Bytes for ``.cas/statcache``, without racily clean rows."""
         out: dict[bytes, list[bytes | None]] = {}
         for parent, d in self._dirs.items():
-            if d.packed is not None:
+            if d.saveable and not d.changes:
                 packed, ids = d.packed, d.ids
+                count = 1 if packed else 0
             else:
-                packed, ids, count = _encode_rows((d.rows or {}).items())
-                if not count and d.digest is None:
-                    continue  # nothing worth keeping
-            out[parent] = [d.digest, d.tree, ids, packed]
+                packed, ids, count = _encode_rows(self._merged(parent, d).items())
+            if not count and d.digest is None:
+                continue  # nothing worth keeping
+            out[parent] = [d.digest, d.tree, ids, packed or _NO_ROWS]
         return msgpack.packb(  # type: ignore[no-any-return]
             {"v": STAT_CACHE_VERSION, "dirs": out}, use_bin_type=True
         )

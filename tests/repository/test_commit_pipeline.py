@@ -25,7 +25,15 @@ from cas.api import Repo
 from cas.errors import NoSpaceError, WorktreeReadError
 from cas.layout import PACKS
 from cas.packs import read_pack_entries
-from tests.assets import AssetSpec, assert_same_tree, generate_assets, snapshot_tree
+from cas.repository import WriteSession
+from tests.assets import (
+    AssetSpec,
+    age_tree,
+    assert_same_tree,
+    generate_assets,
+    snapshot_tree,
+    wait_out_racy_window,
+)
 from tests.conftest import SMALL_CHUNKER, SMALL_PACK
 
 SPEC = AssetSpec(small_files=80, classes=4, large_bytes=3 << 20, jsonl_files=1, jsonl_lines=400)
@@ -93,6 +101,74 @@ def test_the_commit_is_the_same_whatever_the_workers_and_their_timing(
         assert_same_tree(snapshot_tree(assets), tmp_path / f"clone{n}")
         monkeypatch.setattr(ingest, "compress", real)
     assert len(trees) == 1
+
+
+def _nested(root: Path, rng: random.Random) -> None:
+    """Folders inside folders, each with a few files: parents walked while their
+    sub-folders' files are still being read."""
+    for top in range(3):
+        for sub in range(3):
+            d = root / f"t{top}" / f"s{sub}" / "leaf"
+            d.mkdir(parents=True)
+            for k in range(6):
+                (d / f"f{k}").write_bytes(rng.randbytes(rng.randint(0, 3000)))
+            for k in range(4):
+                (d.parent / f"g{k}").write_bytes(rng.randbytes(rng.randint(0, 3000)))
+        (root / f"t{top}" / "h").write_bytes(rng.randbytes(500))
+
+
+def test_trees_are_built_while_files_are_still_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder's tree is stored as soon as its files are read and its sub-folders built,
+    not after the whole worktree is read: with one reader the first
+    trees come long before the last read. Reads that finish in any order, with 1, 2 or
+    5 readers, give one root tree, and a commit with the stat cache rebuilds the same."""
+    src = tmp_path / "src"
+    _nested(src, random.Random(8))
+    age_tree(src, seed=1)  # the copies keep these mtimes
+    real_read = ingest.read_file_content
+    real_store = WriteSession.store_tree
+    events: list[str] = []
+    lock = threading.Lock()
+    rng = random.Random(5)
+
+    def slow_read(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
+        with lock:
+            pause = rng.random() * 0.003
+        time.sleep(pause)  # reads finish out of order
+        content = real_read(f, chunker, on_chunk, **kw)
+        with lock:
+            events.append("read")
+        return content
+
+    def store_tree(self, tree):  # type: ignore[no-untyped-def]
+        events.append("tree")
+        return real_store(self, tree)
+
+    monkeypatch.setattr(ingest, "read_file_content", slow_read)
+    monkeypatch.setattr(WriteSession, "store_tree", store_tree)
+    roots = set()
+    for n, workers in enumerate((1, 2, 5)):
+        events.clear()
+        with _init(tmp_path, src, str(n)) as repo:
+            repo.workers = workers
+            wait_out_racy_window(repo.root)  # so that the stat cache vouches for each file
+            cid = repo.commit("v1").commit_id
+            roots.add(repo.repository.load_commit(cid).tree)
+            if workers == 1:
+                last_read = len(events) - 1 - events[::-1].index("read")
+                assert events.index("tree") < last_read / 2
+                assert events.count("tree") == 1 + 3 + 9 + 9  # root, t*, t*/s*, leaves
+            (repo.root / "t1" / "s2" / "leaf" / "f0").write_bytes(b"changed")
+            events.clear()
+            again = repo.commit("v2")
+            assert events.count("read") == 1  # the stat cache vouches for the rest
+            changed = repo.repository.load_commit(again.commit_id).tree
+            (repo.root / ".cas" / "statcache").unlink()
+            full = repo.commit("v2, everything read again")
+            assert repo.repository.load_commit(full.commit_id).tree == changed
+    assert len(roots) == 1
 
 
 # ---------------------------------------------------------------------------- failures
@@ -229,3 +305,59 @@ def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_pack
         _assert_nothing_committed(repo, before)
         assert _pack_count(tmp_path / "store") >= 1
     _assert_rerun_reuses(tmp_path, assets)
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+class _Recorder:
+    """A Progress that checks what it is told: the total is known before bytes arrive."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.phases: list[tuple[str, str]] = []
+        self.expected = self.done = 0
+        self.ahead = True  # every advance stayed within the total announced so far
+
+    def start(self, total: int, unit: str, label: str) -> None:
+        self.phases.append((label, unit))
+        self.expected, self.done = total, 0
+
+    def expect(self, n: int) -> None:
+        with self.lock:
+            self.expected += n
+
+    def advance(self, n: int) -> None:
+        with self.lock:
+            self.done += n
+            self.ahead = self.ahead and self.done <= self.expected
+
+    def finish(self) -> None:
+        pass
+
+
+def test_commit_and_checkout_report_every_byte_against_a_known_total(
+    tmp_path: Path, assets: Path
+) -> None:
+    with _init(tmp_path, assets) as repo:
+        commit = repo.progress = _Recorder()
+        result = repo.commit("v1")
+        assert commit.phases == [("commit", "B")]
+        assert commit.done == commit.expected == result.scanned_bytes > 0
+        assert commit.ahead
+    clone = cas.clone(tmp_path / "store", tmp_path / "clone", progress=False)
+    with clone:
+        checkout = clone.progress = _Recorder()
+        big = max(
+            (
+                p
+                for p in (tmp_path / "clone").rglob("*")
+                if p.is_file() and not p.is_symlink() and ".cas" not in p.parts
+            ),
+            key=lambda p: p.stat().st_size,
+        )
+        big.unlink()
+        clone.checkout("HEAD", force=True)
+        assert checkout.phases == [("checkout", "B")]
+        assert checkout.done == checkout.expected == big.stat().st_size
+        assert checkout.ahead

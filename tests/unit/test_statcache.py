@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+import cas.worktree
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
 from cas.objects import ChunkRef, EntryKind
@@ -370,3 +371,54 @@ def test_walk_and_scan_see_the_same_entries(tmp_path: Path):
     assert scanned["link"].kind == EntryKind.SYMLINK
     assert scanned["b/deep"].kind == EntryKind.DIR
     assert set(wt.scan(under="b")) == {p for p in scanned if p.startswith("b/")}
+
+
+# ---------------------------------------------------------------------------- changes in memory
+
+
+def test_many_changes_in_one_folder_fold_and_keep_every_row_right():
+    """Past _FOLD_CHANGES rows recorded in one folder, the changes are folded into its
+    encoded rows: recorded rows (racy ones too) stay visible, forgotten ones stay gone,
+    and a save still drops the racy ones."""
+    n = cas.worktree._FOLD_CHANGES * 2 + 3
+    contents = [_content(b"f%d" % i, b"tail") for i in range(n)]
+    cache = StatCache()
+    racy_seen = OLD_NS + RACY_FINE_NS // 2
+    for i, c in enumerate(contents):
+        cache.record(_entry(f"d/f{i:04d}", c, ino=i, seen=racy_seen if i % 7 == 0 else SEEN_NS), c)
+    for i in range(0, n, 5):
+        cache.forget(f"d/f{i:04d}")
+    other = _content(b"elsewhere")
+    cache.record(_entry("e/g", other), other)
+
+    def expected(i: int, *, saved: bool) -> FileContent | None:
+        if i % 5 == 0 or (saved and i % 7 == 0):
+            return None
+        return contents[i]
+
+    for i, c in enumerate(contents):  # in this process: racy rows included
+        assert cache.lookup(_entry(f"d/f{i:04d}", c, ino=i)) == expected(i, saved=False)
+    back = _roundtrip(cache)
+    for i, c in enumerate(contents):
+        assert back.lookup(_entry(f"d/f{i:04d}", c, ino=i)) == expected(i, saved=True)
+    assert back.lookup(_entry("e/g", other)) == other
+
+
+def test_lookups_that_alternate_between_folders_see_each_folders_rows():
+    """Only one folder is decoded at a time; going back and forth changes nothing."""
+    a, b = _content(b"in a"), _content(b"in bb")
+    cache = StatCache()
+    cache.record(_entry("a/f", a), a)
+    cache.record(_entry("b/f", b), b)
+    back = _roundtrip(cache)
+    for _ in range(3):
+        assert back.lookup(_entry("a/f", a)) == a
+        assert back.lookup(_entry("b/f", a)) is None  # b/f has b's size, not a's
+        assert back.lookup(_entry("b/f", b)) == b
+    back.record(_entry("a/g", b), b)  # a change beside the encoded rows of a
+    assert back.lookup(_entry("a/f", a)) == a
+    assert back.lookup(_entry("a/g", b)) == b
+    again = _roundtrip(back)
+    assert again.lookup(_entry("a/f", a)) == a
+    assert again.lookup(_entry("a/g", b)) == b
+    assert again.lookup(_entry("b/f", b)) == b
