@@ -69,36 +69,20 @@ def encode_segment(packs: dict[ObjectId, tuple[int, list[PackEntry]]]) -> bytes:
 
 
 def decode_segment(data: bytes, what: str) -> dict[ObjectId, tuple[int, list[PackEntry]]]:
-    """Decode a segment; sizes are checked against the data before anything is built.
+    """Decode a segment into its packs and their entries (checked by
+    :func:`parse_segment`, sizes against the data before anything is built).
 
     Raises:
         CorruptObjectError: anything malformed.
     """
-    if len(data) < _HEAD.size:
-        raise CorruptObjectError(what, "too short for an index segment")
-    magic, n_packs, n_entries = _HEAD.unpack_from(data, 0)
-    if magic != SEGMENT_MAGIC:
-        raise CorruptObjectError(what, "not an index segment (magic missing)")
-    if _HEAD.size + n_packs * _PACK.size + n_entries * _ENTRY.size != len(data):
-        raise CorruptObjectError(what, "segment length does not match its counts")
-    packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
-    order: list[ObjectId] = []
-    pos = _HEAD.size
-    for _ in range(n_packs):
-        pid, size = _PACK.unpack_from(data, pos)
-        pos += _PACK.size
-        oid = ObjectId(pid)
-        order.append(oid)
-        packs[oid] = (size, [])
-    for _ in range(n_entries):
-        bid, no, offset, stored, raw, kind, codec = _ENTRY.unpack_from(data, pos)
-        pos += _ENTRY.size
-        if no >= n_packs or kind not in KINDS or codec not in CODECS or raw > MAX_BLOB_SIZE:
-            raise CorruptObjectError(what, "segment entry out of range")
-        size, entries = packs[order[no]]
-        if offset + stored > size:
-            raise CorruptObjectError(what, "segment entry points past the end of its pack")
-        entries.append(PackEntry(ObjectId(bid), kind, codec, offset, stored, raw))
+    seg = parse_segment(data, what)
+    packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {
+        pid: (size, []) for pid, size in seg.packs
+    }
+    for bid, no, offset, stored, raw, kind, codec in seg.entries:
+        packs[seg.packs[no][0]][1].append(
+            PackEntry(ObjectId(bid), kind, codec, offset, stored, raw)
+        )
     return packs
 
 
@@ -115,9 +99,9 @@ class ParsedSegment:
 
 
 def parse_segment(data: bytes, what: str) -> ParsedSegment:
-    """Check a segment as :func:`decode_segment` does, without building a
-    :class:`PackEntry` per blob: loading the index of 100k files is then one C-level
-    unpack and one loop of checks instead of 100k objects.
+    """Check a segment without building a :class:`PackEntry` per blob: loading the index
+    of 100k files is then one C-level unpack and one loop of checks instead of 100k
+    objects (:func:`decode_segment` builds them from this).
 
     Raises:
         CorruptObjectError: anything malformed.
