@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import random
@@ -222,6 +223,65 @@ def test_stager_refuses_to_call_a_partly_written_file_complete(wt: Worktree) -> 
     stager.write(0, 2000, data[2000:])
     with pytest.raises(RuntimeError, match="staged 0 of 1 files"):
         stager.check_complete()
+    stager.discard()
+
+
+def test_a_file_staged_in_pieces_has_its_blocks_reserved_before_its_first_byte(
+    wt: Worktree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the filesystem reserves blocks natively, a file written in pieces gets all of
+    them at its first piece (so ext4 has no delayed allocation to write out when the file
+    is renamed over the old version); elsewhere it is a sparse file of its final length."""
+    size = 8 << 20
+    data = os.urandom(size)
+    plan = _plan({"big": _file_entry("big", data, 4)})
+    stager = _Stager(wt, plan)
+    stager._preallocate = True
+    stager.write(0, 0, data[: 1 << 20])
+    st_ = os.stat(stager.path(0))
+    assert st_.st_size == size
+    if checkout.filesystem_type(wt.root) in checkout.PREALLOCATING_FILESYSTEMS:
+        assert st_.st_blocks * 512 >= size
+    stager.write(0, 1 << 20, data[1 << 20 :])
+    stager.check_complete()
+    assert Path(stager.path(0)).read_bytes() == data
+    stager.discard()
+
+
+def test_a_filesystem_without_fallocate_gets_a_sparse_staged_file(
+    wt: Worktree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(checkout.os, "posix_fallocate", unsupported)
+    data = os.urandom(3 << 20)
+    plan = _plan({"big": _file_entry("big", data, 3)})
+    stager = _Stager(wt, plan)
+    stager._preallocate = True
+    stager.write(0, 1 << 20, data[1 << 20 : 2 << 20])
+    assert os.stat(stager.path(0)).st_size == len(data)
+    stager.write(0, 0, data[: 1 << 20])
+    stager.write(0, 2 << 20, data[2 << 20 :])
+    stager.check_complete()
+    assert Path(stager.path(0)).read_bytes() == data
+    stager.discard()
+
+
+def test_a_full_disk_at_preallocation_is_an_error_not_a_fallback(
+    wt: Worktree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkout.os, "posix_fallocate", full)
+    plan = _plan({"big": _file_entry("big", b"x" * 3000, 3)})
+    stager = _Stager(wt, plan)
+    stager._preallocate = True
+    with pytest.raises(OSError, match="No space left") as info:
+        stager.write(0, 0, b"x" * 1000)
+    assert info.value.errno == errno.ENOSPC
+    stager.close()
     stager.discard()
 
 
