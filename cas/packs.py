@@ -61,14 +61,18 @@ class PackEntry:
 
 
 class PackWriter:
-    """Accumulates blobs in memory and seals them into one pack.
+    """Lays out blobs into one pack.
 
-    Blobs are kept as the parts they arrive in and joined once, when sealed: each byte
-    is copied once on its way into a pack, not at every growth of one buffer.
+    A pack is written front to back: :meth:`take` hands over the bytes laid out since the
+    last call (so a caller can stream them to the store while the pack fills) and
+    :meth:`finish` the rest with the footer and trailer. :meth:`seal` does both at once
+    and returns the whole pack. Blobs are kept as the parts they arrive in, never copied
+    into a growing buffer.
     """
 
     def __init__(self) -> None:
         self._parts: list[bytes] = [PACK_MAGIC]
+        self._unsent = len(PACK_MAGIC)
         self._size = len(PACK_MAGIC)
         self._entries: list[PackEntry] = []
 
@@ -82,6 +86,11 @@ class PackWriter:
         """Blobs so far."""
         return len(self._entries)
 
+    @property
+    def unsent(self) -> int:
+        """Bytes laid out since the last :meth:`take`."""
+        return self._unsent
+
     def add(self, blob_id: ObjectId, kind: int, codec: int, raw_len: int, stored: bytes) -> None:
         """Append one blob (already compressed with ``codec``)."""
         if len(stored) > MAX_BLOB_SIZE or raw_len > MAX_BLOB_SIZE:
@@ -90,14 +99,17 @@ class PackWriter:
         offset = self._size + BLOB_HEADER.size
         self._parts.append(stored)
         self._size = offset + len(stored)
+        self._unsent += BLOB_HEADER.size + len(stored)
         self._entries.append(PackEntry(blob_id, kind, codec, offset, len(stored), raw_len))
 
-    def seal(self) -> tuple[ObjectId, bytearray, list[PackEntry]]:
-        """Finish the pack: returns ``(pack_id, pack_bytes, entries)``.
+    def take(self) -> list[bytes]:
+        """The pack's next bytes: everything laid out since the last call, in order."""
+        parts, self._parts, self._unsent = self._parts, [], 0
+        return parts
 
-        The parts are copied into one buffer and each is let go as soon as it is copied,
-        so sealing holds the pack about once, not twice (parts and joined copy).
-        """
+    def finish(self) -> tuple[list[bytes], int, list[PackEntry]]:
+        """The pack's last bytes (the unsent blobs, the footer and the trailer), its total
+        size and its entries. Nothing may be added afterwards."""
         footer = b"".join(
             FOOTER_ENTRY.pack(e.blob_id, e.kind, e.codec, 0, e.offset, e.stored_len, e.raw_len)
             for e in self._entries
@@ -107,17 +119,17 @@ class PackWriter:
         total = self._size + len(footer) + len(trailer)
         if total > MAX_PACK_SIZE:
             raise ValueError("pack larger than 4 GiB")
-        data = bytearray(total)  # zero pages, mapped lazily: memory grows as it fills
-        parts, self._parts = self._parts, []
+        parts = self.take()
         parts += (footer, trailer)
-        parts.reverse()
-        pos = 0
-        while parts:
-            part = parts.pop()
-            data[pos : pos + len(part)] = part
-            pos += len(part)
-            del part
-        return hash_bytes(data), data, list(self._entries)
+        return parts, total, list(self._entries)
+
+    def seal(self) -> tuple[ObjectId, bytes, list[PackEntry]]:
+        """Finish a pack nothing was taken from: returns ``(pack_id, pack_bytes, entries)``."""
+        if self._size != self._unsent:
+            raise ValueError("part of this pack was taken already")
+        parts, _total, entries = self.finish()
+        data = b"".join(parts)
+        return hash_bytes(data), data, entries
 
 
 def read_pack_entries(

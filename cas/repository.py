@@ -17,7 +17,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from cas.errors import (
     ObjectNotFoundError,
     RepositoryNotFoundError,
 )
-from cas.hashing import hash_bytes
+from cas.hashing import StreamHasher, hash_bytes
 from cas.ids import ObjectId
 from cas.index import BlobLocation, ChunkIndex, encode_segment, parse_segment
 from cas.layout import (
@@ -57,7 +57,7 @@ from cas.layout import (
 from cas.objects import Commit, Tree
 from cas.packs import KIND_CHUNK, KIND_TREE, PackEntry, PackWriter
 from cas.refs import RefState, RefStore
-from cas.store.base import Backend
+from cas.store.base import Backend, PendingWrite, begin_write
 
 log = logging.getLogger(__name__)
 
@@ -381,28 +381,54 @@ def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
 # Write an index segment after this many uploaded packs, so that an interrupted commit
 # leaves its progress on the remote (at most this many packs are uploaded again).
 CHECKPOINT_PACKS = 4
+# Where the backend streams, a pack's bytes go to the store in slices of this size as it
+# fills, and at most SEND_QUEUE bytes wait for the sender.
+SEND_SLICE = 4 << 20
+SEND_QUEUE = 16 << 20
+
+
+class _PackOut:
+    """A pack on its way to the store: its bytes so far, hashed as they are written."""
+
+    __slots__ = ("hasher", "pending")
+
+    def __init__(self, pending: PendingWrite) -> None:
+        self.pending = pending
+        self.hasher = StreamHasher()
 
 
 class WriteSession:
     """Collects new blobs into packs, uploads them, then writes their index segment.
 
     Safe to use from several threads: :meth:`reserve` decides atomically which thread
-    stores a blob never seen before; :meth:`add` appends it to the open pack, and a full
-    pack is sealed and uploaded in the background (at most ``max_uploads`` in flight, so
-    memory stays bounded). :meth:`flush` waits for the uploads and writes the index
-    segment; only then may a commit reference the blobs.
+    stores a blob never seen before; :meth:`add` lays it out in the open pack of its kind.
+    A pack's bytes go to the store in order on one sender thread — in slices of
+    ``SEND_SLICE`` as the pack fills where the backend streams (a folder on a local disk:
+    a pack is then never held in memory whole), else gathered and stored with one write —
+    and a full pack is committed under its name (the hash of its bytes) on an upload
+    thread, at most ``max_uploads`` at once. :meth:`flush` waits for the uploads and
+    writes the index segment; only then may a commit reference the blobs.
     """
 
     def __init__(self, repo: Repository, *, max_uploads: int = 2) -> None:
         self.repo = repo
         self._index = repo.load_index()
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # notified when a pack leaves memory
+        # Reentrant: a done-callback runs at once, in the thread adding it, when its
+        # future is done already, and _send adds them holding the lock.
+        self._lock = threading.RLock()
+        self._room = threading.Condition(self._lock)  # notified when bytes leave memory
         self._pending: set[bytes] = set()
         self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
+        self._outs: dict[int, _PackOut | None] = {KIND_CHUNK: None, KIND_TREE: None}
+        self._unfinished: set[_PackOut] = set()  # begun and neither committed nor dropped
+        self._streams = repo.backend.capabilities.streaming_write
+        self._sends: list[Future[None]] = []
         self._uploads: list[Future[None]] = []
+        self._failure: BaseException | None = None  # the first failed send or upload
         self._max_uploads = max_uploads
-        self._in_flight = 0  # full packs being sealed or uploaded (held in memory)
+        self._in_flight = 0  # full packs being sent or committed
+        self._queued = 0  # bytes handed to the sender and not written yet
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="cas-send")
         self._pool = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-upload")
         self._packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
         self.new_blobs = 0
@@ -422,12 +448,10 @@ class WriteSession:
     def add(self, blob_id: ObjectId, kind: int, codec: int, raw_len: int, stored: bytes) -> None:
         """Append a reserved blob (already compressed) to the open pack of its kind.
 
-        Back-pressure: while ``max_uploads`` full packs are being sealed or uploaded,
-        callers wait here, so a session holds at most ``max_uploads`` full packs plus the
-        two open ones, however fast the producers are. The caller that fills a pack
-        seals it (hashing tens of MB) outside the lock and hands it to an upload thread.
+        Back-pressure: while ``max_uploads`` full packs are on their way, or
+        ``SEND_QUEUE`` bytes wait for the sender, callers wait here, so memory stays
+        bounded however fast the producers are.
         """
-        full = None
         with self._room:
             self._wait_for_room()
             w = self._writers[kind]
@@ -435,36 +459,108 @@ class WriteSession:
             self.new_blobs += 1
             self.new_bytes += raw_len
             if w.size >= self.repo.config.pack_size:
-                full = w
-                self._writers[kind] = PackWriter()
-                self._in_flight += 1
-        if full is not None:
-            self._seal_and_submit(full)
+                self._send_last(kind)
+            elif self._streams and w.unsent >= SEND_SLICE:
+                self._send(kind, w.take(), None)
 
     def _wait_for_room(self) -> None:
-        """Wait (holding the lock) until fewer than ``max_uploads`` full packs are in
-        flight; raise the error of a failed upload."""
-        while self._in_flight >= self._max_uploads:
+        """Wait (holding the lock) until fewer than ``max_uploads`` full packs are on
+        their way and the sender's queue has room; raise the error of a failed upload."""
+        while self._in_flight >= self._max_uploads or self._queued >= SEND_QUEUE:
             self._raise_failed_upload()
             self._room.wait(timeout=1.0)
         self._raise_failed_upload()
 
-    def _seal_and_submit(self, writer: PackWriter) -> None:
-        """Seal a full pack counted in ``_in_flight`` and queue its upload."""
-        try:
-            pack_id, data, entries = writer.seal()
-            fut = self._pool.submit(self._upload, pack_id, data, entries)
-        except BaseException:
-            self._left_memory(None)
-            raise
-        fut.add_done_callback(self._left_memory)
-        with self._lock:
-            self._uploads.append(fut)
+    def _send_last(self, kind: int) -> None:
+        """Hand the full or final pack of ``kind`` to the sender (holding the lock)."""
+        parts, total, entries = self._writers[kind].finish()
+        self._writers[kind] = PackWriter()
+        self._in_flight += 1
+        self._send(kind, parts, (total, entries))
+        self._outs[kind] = None
 
-    def _left_memory(self, _fut: object) -> None:
+    def _send(
+        self, kind: int, parts: list[bytes], last: tuple[int, list[PackEntry]] | None
+    ) -> None:
+        """Queue the next bytes of the pack of ``kind`` (holding the lock: the order of
+        the queue is the order of the pack's bytes)."""
+        out = self._outs[kind]
+        if out is None:
+            out = self._outs[kind] = _PackOut(begin_write(self.repo.backend))
+            self._unfinished.add(out)
+        size = sum(map(len, parts))
+        self._queued += size
+        fut = self._sender.submit(self._guarded, self._write_parts, out, parts, size, last)
+        if last is not None:
+            fut.add_done_callback(self._last_sent)
+        if len(self._sends) >= 64:
+            self._sends = [f for f in self._sends if not f.done()]
+        self._sends.append(fut)
+
+    def _write_parts(
+        self, out: _PackOut, parts: list[bytes], size: int, last: tuple[int, list[PackEntry]] | None
+    ) -> None:
+        try:
+            parts.reverse()
+            while parts:
+                part = parts.pop()
+                out.pending.write(part)
+                out.hasher.update(part)
+                del part  # let each part go once it is written
+        finally:
+            with self._room:
+                self._queued -= size
+                self._room.notify_all()
+        if last is not None:
+            total, entries = last
+            digest = out.hasher.digest()
+            fut = self._pool.submit(self._guarded, self._commit_pack, out, digest, total, entries)
+            fut.add_done_callback(self._left_memory)
+            with self._lock:
+                self._uploads.append(fut)
+
+    def _guarded(self, fn: Callable[..., None], *args: object) -> None:
+        """Run a sender or upload job; its error is kept before its future is done, so
+        no one who sees the future done can miss it."""
+        try:
+            fn(*args)
+        except BaseException as exc:
+            with self._lock:
+                if self._failure is None:
+                    self._failure = exc
+            raise
+
+    def _last_sent(self, fut: Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._left_memory()  # not all its bytes went out: it is never committed
+
+    def _left_memory(self, _fut: object = None) -> None:
         with self._room:
             self._in_flight -= 1
             self._room.notify_all()
+
+    def _commit_pack(
+        self, out: _PackOut, pack_id: ObjectId, total: int, entries: list[PackEntry]
+    ) -> None:
+        try:
+            out.pending.commit(pack_key(pack_id), if_absent=True)
+        except AlreadyExistsError:
+            pass  # same name, same bytes: written by an earlier, interrupted run
+        finally:
+            with self._lock:
+                self._unfinished.discard(out)
+        crash_point("after-pack-upload")
+        checkpoint = None
+        with self._lock:
+            self._packs[pack_id] = (total, entries)
+            self.stored_bytes += total
+            self.packs_written += 1
+            if len(self._packs) >= CHECKPOINT_PACKS:
+                checkpoint, self._packs = self._packs, {}
+        if checkpoint is not None:
+            # A checkpoint: if this commit is interrupted, a rerun (on any machine) finds
+            # these packs through the index and does not upload their chunks again.
+            self._write_segment(checkpoint)
 
     def store_tree(self, tree: Tree) -> ObjectId:
         """Encode a tree and store it as a blob unless the store has it; return its id."""
@@ -474,24 +570,6 @@ class WriteSession:
             codec, stored = compress(data, self.repo.config.zstd_level)
             self.add(tree_id, KIND_TREE, codec, len(data), stored)
         return tree_id
-
-    def _upload(self, pack_id: ObjectId, data: bytes | bytearray, entries: list[PackEntry]) -> None:
-        try:
-            self.repo.backend.write(pack_key(pack_id), data, if_absent=True)
-        except AlreadyExistsError:
-            pass  # same name, same bytes: written by an earlier, interrupted run
-        crash_point("after-pack-upload")
-        checkpoint = None
-        with self._lock:
-            self._packs[pack_id] = (len(data), entries)
-            self.stored_bytes += len(data)
-            self.packs_written += 1
-            if len(self._packs) >= CHECKPOINT_PACKS:
-                checkpoint, self._packs = self._packs, {}
-        if checkpoint is not None:
-            # A checkpoint: if this commit is interrupted, a rerun (on any machine) finds
-            # these packs through the index and does not upload their chunks again.
-            self._write_segment(checkpoint)
 
     def _write_segment(self, packs: dict[ObjectId, tuple[int, list[PackEntry]]]) -> None:
         segment = encode_segment(packs)
@@ -507,9 +585,8 @@ class WriteSession:
         crash_point("after-index-write")
 
     def _raise_failed_upload(self) -> None:
-        for fut in self._uploads:
-            if fut.done() and fut.exception() is not None:
-                fut.result()
+        if self._failure is not None:
+            raise self._failure
 
     def flush(self) -> None:
         """Seal open packs, wait for every upload, write the index segment.
@@ -519,15 +596,17 @@ class WriteSession:
         """
         with self._room:
             self._wait_for_room()
-            open_packs = [w for w in self._writers.values() if w.count]
-            self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
-            self._in_flight += len(open_packs)
-        for w in open_packs:
-            self._seal_and_submit(w)
+            for kind, w in self._writers.items():
+                if w.count:
+                    self._send_last(kind)
+            sends, self._sends = self._sends, []
+        for fut in sends:
+            fut.result()
         with self._lock:
             uploads, self._uploads = self._uploads, []
         for fut in uploads:
             fut.result()
+        self._raise_failed_upload()  # a failure whose future was pruned from the lists
         with self._lock:
             packs, self._packs = self._packs, {}
         if packs:
@@ -536,8 +615,13 @@ class WriteSession:
             self._pending.clear()
 
     def close(self) -> None:
-        """Stop the upload threads (without flushing)."""
+        """Stop the sender and upload threads (without flushing); drop unfinished packs."""
+        self._sender.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            unfinished, self._unfinished = self._unfinished, set()
+        for out in unfinished:
+            out.pending.abort()
 
     def abort(self) -> None:
         """Give up: drop queued uploads, wait for the running ones, and index the packs

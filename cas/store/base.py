@@ -45,6 +45,10 @@ class Capabilities:
         cache_data: keeping copies of packs in the local cache pays. False for a folder
             on a local disk, which is read as fast as the cache itself: checkout then
             writes each restored byte once (into the worktree), not twice.
+        streaming_write: :meth:`Backend.begin_write` sends bytes to the store as they
+            are written, so a large value is never held in memory whole. Only a folder
+            on a local disk: a transient failure halfway (a dropped Drive mount) could
+            not be retried without the bytes, so elsewhere a value is written whole.
     """
 
     atomic_replace: bool = True
@@ -53,6 +57,7 @@ class Capabilities:
     ordered_visibility: bool = False
     max_connections: int = 4
     cache_data: bool = True
+    streaming_write: bool = False
 
 
 def is_valid_key(key: str) -> bool:
@@ -76,6 +81,68 @@ def validate_prefix(prefix: str) -> str:
     if prefix and not (prefix.endswith("/") and is_valid_key(prefix[:-1])):
         raise ValueError(f"invalid list prefix {prefix!r}: '' or a folder ending in '/'")
     return prefix
+
+
+class PendingWrite(Protocol):
+    """A value being written whose key comes last (see :meth:`Backend.begin_write`)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``."""
+        ...
+
+    def commit(self, key: str, *, if_absent: bool = False) -> None:
+        """Store everything written under ``key``, atomically and durably, as
+        :meth:`Backend.write` would.
+
+        Raises:
+            AlreadyExistsError: ``if_absent`` and the key exists (the value is dropped).
+        """
+        ...
+
+    def abort(self) -> None:
+        """Drop the value; harmless after ``commit`` or a failed ``commit``."""
+        ...
+
+
+class BufferedWrite:
+    """A :class:`PendingWrite` that gathers the value in memory and stores it with one
+    :meth:`Backend.write` at ``commit`` (so that write's retries and atomicity apply)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._parts: list[bytes | bytearray | memoryview] = []
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+
+    def commit(self, key: str, *, if_absent: bool = False) -> None:
+        data = bytearray(self._size)
+        parts, self._parts = self._parts, []
+        parts.reverse()
+        pos = 0
+        while parts:  # each part is let go once copied: the value is held about once
+            part = parts.pop()
+            data[pos : pos + len(part)] = part
+            pos += len(part)
+            del part
+        self._backend.write(key, data, if_absent=if_absent)
+
+    def abort(self) -> None:
+        self._parts = []
+
+
+def begin_write(backend: Backend) -> PendingWrite:
+    """``backend.begin_write()`` where its class defines one, else a
+    :class:`BufferedWrite` that ends in ``backend.write``.
+
+    The class is asked, not the object: a wrapper that overrides ``write`` and hands
+    every other attribute to the backend it wraps (``__getattr__``) must not have its
+    ``write`` bypassed by the inner backend's stream.
+    """
+    native = getattr(type(backend), "begin_write", None)
+    return native(backend) if native is not None else BufferedWrite(backend)
 
 
 @runtime_checkable
@@ -126,6 +193,14 @@ class Backend(Protocol):
 
         Raises:
             AlreadyExistsError: ``if_absent`` and the key exists.
+        """
+        ...
+
+    def begin_write(self) -> PendingWrite:
+        """Start a value whose key is known only at its end (a pack, named by the hash
+        of its bytes): append to it with ``write``, then ``commit`` it under its key, or
+        ``abort`` it. Until committed it is invisible; a crash leaves at most a temporary
+        name. Backends without ``streaming_write`` return a :class:`BufferedWrite`.
         """
         ...
 

@@ -35,8 +35,10 @@ from cas.errors import (
 )
 from cas.store.base import (
     TEMP_SUFFIX,
+    BufferedWrite,
     Capabilities,
     KeyInfo,
+    PendingWrite,
     is_valid_key,
     resolve_range,
     validate_key,
@@ -100,6 +102,20 @@ def _read_rest(fd: int, head: bytes, length: int, start: int) -> bytes:
         parts.append(more)
         got += len(more)
     return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # gone already, or best effort: a leftover temp name is ignored by every reader
 
 
 def _fsync_dir(path: Path) -> None:
@@ -283,7 +299,9 @@ class LocalDirBackend:
         # Cleared when the filesystem turns out to have no hard links (some FUSE mounts):
         # create-only writes are then checked, not enforced.
         self._links_work = True
-        self._cache_data = _caching_pays(filesystem_type(self.root))
+        fstype = filesystem_type(self.root)
+        self._cache_data = _caching_pays(fstype)
+        self._local_disk = fstype in LOCAL_FILESYSTEMS
         self._readers = _OpenFiles(READERS_KEPT)
 
     @property
@@ -298,6 +316,7 @@ class LocalDirBackend:
             consistent_listing=True,
             max_connections=4,
             cache_data=self._cache_data,
+            streaming_write=self._local_disk,
         )
 
     def _path(self, key: str) -> Path:
@@ -338,7 +357,6 @@ class LocalDirBackend:
 
     def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         path = self._path(key)
-        self._readers.forget(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
             try:
@@ -347,10 +365,22 @@ class LocalDirBackend:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                _write_all(fd, data)
+            except BaseException:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise translate_os_error(exc, key, "write") from exc
+        self._put_in_place(fd, tmp, key, if_absent)
+
+    def _put_in_place(self, fd: int, tmp: Path, key: str, if_absent: bool) -> None:
+        """Make the fully written temp file ``tmp`` (open as ``fd``, which this closes)
+        durable and visible as ``key``; the temp name is gone afterwards."""
+        path = self._path(key)
+        self._readers.forget(key)
+        try:
+            try:
                 if self._fsync:
                     try:
                         os.fsync(fd)
@@ -359,6 +389,8 @@ class LocalDirBackend:
                             raise
             finally:
                 os.close(fd)
+            if tmp.parent != path.parent:
+                path.parent.mkdir(parents=True, exist_ok=True)
             if if_absent:
                 self._link_into_place(tmp, path, key)
             else:
@@ -366,14 +398,14 @@ class LocalDirBackend:
         except OSError as exc:
             raise translate_os_error(exc, key, "write") from exc
         finally:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                pass  # best effort: a leftover temp name is ignored by every reader
+            _unlink_quietly(tmp)
         if self._fsync:
             _fsync_dir(path.parent)
+
+    def begin_write(self) -> PendingWrite:
+        if not self._local_disk:
+            return BufferedWrite(self)
+        return _FileWrite(self)
 
     def _link_into_place(self, tmp: Path, path: Path, key: str) -> None:
         try:
@@ -433,3 +465,40 @@ class LocalDirBackend:
 
     def close(self) -> None:
         self._readers.close()
+
+
+class _FileWrite:
+    """A value streamed into a temp file at the store's root, moved to its key's place
+    at commit (the same filesystem, so a rename). Readers never see the temp name."""
+
+    def __init__(self, backend: LocalDirBackend) -> None:
+        self._backend = backend
+        self._tmp = backend.root / f"{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        try:
+            try:
+                self._fd = open_temp(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                backend.root.mkdir(parents=True, exist_ok=True)
+                self._fd = open_temp(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise translate_os_error(exc, "(new value)", "write") from exc
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._fd < 0:
+            raise ValueError("write to a committed or aborted value")
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            raise translate_os_error(exc, "(new value)", "write") from exc
+
+    def commit(self, key: str, *, if_absent: bool = False) -> None:
+        if self._fd < 0:
+            raise ValueError("commit of a committed or aborted value")
+        fd, self._fd = self._fd, -1
+        self._backend._put_in_place(fd, self._tmp, key, if_absent)
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        _unlink_quietly(self._tmp)

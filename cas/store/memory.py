@@ -6,7 +6,15 @@ import threading
 from collections.abc import Iterator
 
 from cas.errors import AlreadyExistsError, ObjectNotFoundError
-from cas.store.base import Capabilities, KeyInfo, resolve_range, validate_key, validate_prefix
+from cas.store.base import (
+    BufferedWrite,
+    Capabilities,
+    KeyInfo,
+    PendingWrite,
+    resolve_range,
+    validate_key,
+    validate_prefix,
+)
 
 
 class MemoryBackend:
@@ -46,6 +54,9 @@ class MemoryBackend:
                 raise AlreadyExistsError(key)
             self._data[key] = bytes(data)
             self._versions[key] = self._versions.get(key, 0) + 1
+
+    def begin_write(self) -> PendingWrite:
+        return BufferedWrite(self)
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         validate_prefix(prefix)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from cas.errors import BackendError, BackendUnavailableError
-from cas.store.base import Backend, Capabilities, KeyInfo
+from cas.store.base import Backend, BufferedWrite, Capabilities, KeyInfo, PendingWrite, begin_write
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ class RetryingBackend:
 
     def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         self._call(f"write {key}", lambda: self.inner.write(key, data, if_absent=if_absent))
+
+    def begin_write(self) -> PendingWrite:
+        """The inner backend's stream where it has one (a local disk: nothing to retry),
+        else a buffered value whose one ``write`` at commit is retried like any other."""
+        pending = begin_write(self.inner)
+        if isinstance(pending, BufferedWrite):
+            return BufferedWrite(self)  # its write at commit goes through the retries
+        return pending
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         # A listing is materialised so that a failure midway is retried as a whole.

@@ -36,8 +36,10 @@ from cas.errors import (
     ShortReadError,
 )
 from cas.store.base import (
+    BufferedWrite,
     Capabilities,
     KeyInfo,
+    PendingWrite,
     is_valid_key,
     resolve_range,
     validate_key,
@@ -279,6 +281,9 @@ class S3Backend:
                     Bucket=self.bucket, Key=full, UploadId=upload_id
                 )
             raise
+
+    def begin_write(self) -> PendingWrite:
+        return BufferedWrite(self)  # one PUT (multipart for a large pack) at commit
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         validate_prefix(prefix)

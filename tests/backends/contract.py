@@ -20,7 +20,7 @@ from typing import Protocol
 import pytest
 
 from cas.errors import AlreadyExistsError, NotFoundError, ObjectNotFoundError, ShortReadError
-from cas.store.base import TEMP_SUFFIX, Backend, Capabilities, KeyInfo, is_valid_key
+from cas.store.base import TEMP_SUFFIX, Backend, Capabilities, KeyInfo, begin_write, is_valid_key
 
 ALL_BYTES = bytes(range(256)) * 4
 
@@ -326,6 +326,47 @@ class BackendContract:
         harness.plant_temp("config")
         assert _keys(backend) == ["packs/ab/real"]
         assert _keys(backend, "packs/ab/") == ["packs/ab/real"]
+
+    # ------------------------------------------------------------------ begin_write
+
+    def test_a_streamed_value_appears_whole_at_commit(
+        self, backend: Backend, harness: Harness
+    ) -> None:
+        pending = begin_write(backend)
+        for i in range(8):
+            pending.write(ALL_BYTES * (i + 1))
+            assert _keys(backend) == []  # invisible until committed, temp name included
+        pending.commit("packs/ab/streamed", if_absent=True)
+        expected = b"".join(ALL_BYTES * (i + 1) for i in range(8))
+        assert backend.read("packs/ab/streamed") == expected
+        assert harness.raw_read("packs/ab/streamed") == expected
+        assert _keys(backend) == ["packs/ab/streamed"]
+        pending.abort()  # harmless after commit
+        assert backend.read("packs/ab/streamed") == expected
+
+    def test_a_streamed_create_only_value_does_not_replace(self, backend: Backend) -> None:
+        backend.write("packs/ab/x", b"first")
+        pending = begin_write(backend)
+        pending.write(b"second")
+        with pytest.raises(AlreadyExistsError):
+            pending.commit("packs/ab/x", if_absent=True)
+        pending.abort()
+        assert backend.read("packs/ab/x") == b"first"
+        assert _keys(backend) == ["packs/ab/x"]
+
+    def test_an_aborted_stream_leaves_nothing(self, backend: Backend, harness: Harness) -> None:
+        pending = begin_write(backend)
+        pending.write(ALL_BYTES)
+        pending.abort()
+        pending.abort()
+        assert _keys(backend) == []
+        assert harness.raw_read("packs/ab/never") is None
+
+    def test_a_streamed_value_may_be_empty_or_replace(self, backend: Backend) -> None:
+        backend.write("k", b"old")
+        pending = begin_write(backend)
+        pending.commit("k")
+        assert backend.read("k") == b""
 
     def test_list_after_delete(self, backend: Backend) -> None:
         backend.write("a/1", b"x")

@@ -20,8 +20,9 @@ from cas.errors import (
     ObjectNotFoundError,
     PermissionDeniedError,
 )
-from cas.store.base import TEMP_SUFFIX
+from cas.store.base import TEMP_SUFFIX, BufferedWrite
 from cas.store.local import LocalDirBackend, translate_os_error
+from cas.store.retry import RetryingBackend
 from tests.backends.contract import BackendContract
 
 
@@ -450,3 +451,73 @@ def test_packs_are_cached_only_where_no_local_copy_exists(
 def test_this_machines_temp_folder_is_a_local_disk(tmp_path: Path) -> None:
     """What the test suite relies on: stores under tmp_path are not cached."""
     assert local_module.filesystem_type(tmp_path) in local_module.LOCAL_FILESYSTEMS
+
+
+# ---------------------------------------------------------------------------- streaming
+
+
+@pytest.mark.parametrize(
+    ("fstype", "streams"),
+    [("ext4", True), ("tmpfs", True), ("fuse.drive", False), ("nfs4", False), (None, False)],
+)
+def test_values_stream_only_onto_a_local_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fstype: str | None, streams: bool
+) -> None:
+    """A local disk has no transient failures to retry; on a Drive mount or a network
+    share a value is written whole, so a dropped connection can be retried."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
+    backend = LocalDirBackend(tmp_path)
+    assert backend.capabilities.streaming_write is streams
+    pending = backend.begin_write()
+    assert isinstance(pending, BufferedWrite) is not streams
+    pending.write(b"abc")
+    pending.commit("packs/00/x")
+    assert backend.read("packs/00/x") == b"abc"
+    assert [p.name for p in tmp_path.iterdir()] == ["packs"]  # no temp name left
+
+
+def test_a_stream_that_fails_halfway_leaves_no_temp_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LocalDirBackend(tmp_path)
+    pending = backend.begin_write()
+    pending.write(b"abc")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local_module.os, "write", full)
+    with pytest.raises(NoSpaceError):
+        pending.write(b"more")
+    monkeypatch.undo()
+    pending.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_retrying_backend_streams_onto_a_local_disk_and_retries_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through RetryingBackend, a local disk's stream is used as it is; elsewhere the
+    value is gathered and its one write at commit is retried like any other."""
+    local = RetryingBackend(LocalDirBackend(tmp_path / "a"), sleep=lambda s: None)
+    assert not isinstance(local.begin_write(), BufferedWrite)
+
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    inner = LocalDirBackend(tmp_path / "b")
+    calls = []
+    real_write = inner.write
+
+    def flaky(key: str, data: bytes, *, if_absent: bool = False) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise BackendUnavailableError("Transport endpoint is not connected")
+        real_write(key, data, if_absent=if_absent)
+
+    monkeypatch.setattr(inner, "write", flaky)
+    drive = RetryingBackend(inner, sleep=lambda s: None)
+    pending = drive.begin_write()
+    assert isinstance(pending, BufferedWrite)
+    pending.write(b"pack bytes")
+    pending.commit("packs/00/y", if_absent=True)
+    assert calls == ["packs/00/y", "packs/00/y"]
+    assert inner.read("packs/00/y") == b"pack bytes"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import cas.repository as repository
+import cas.store.local as local_module
 from cas.chunking import ChunkerParams
 from cas.codec import encode_commit
 from cas.compression import compress
@@ -35,7 +37,7 @@ from cas.layout import CONFIG_KEY, INDEX, PACKS, commit_key, pack_key, parse_obj
 from cas.objects import ChunkRef, Commit, EntryKind, Tree, TreeEntry
 from cas.packs import KIND_CHUNK, read_pack_entries
 from cas.repository import Repository, WriteSession
-from cas.store.base import Backend, Capabilities
+from cas.store.base import TEMP_SUFFIX, Backend, Capabilities
 from cas.store.local import LocalDirBackend
 from cas.store.memory import MemoryBackend
 from tests.conftest import SMALL_CHUNKER, SMALL_PACK
@@ -577,6 +579,86 @@ def test_an_aborted_session_indexes_exactly_the_packs_that_landed(failure: str) 
     for raw, loc in where.items():  # every indexed blob reads back
         if loc is not None:
             assert fresh.read_blob(hash_bytes(raw)) == raw
+
+
+# ---------------------------------------------------------------------------- streaming
+
+
+def _fill(repo: Repository, blobs: list[bytes], stop_at: int | None = None) -> None:
+    with repo.new_session() as session:
+        for i, raw in enumerate(blobs):
+            if i == stop_at:
+                raise KeyboardInterrupt
+            bid = hash_bytes(raw)
+            if session.reserve(bid):
+                session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+        session.flush()
+
+
+def test_a_pack_streams_onto_a_local_disk_in_slices_and_is_named_by_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Onto a local disk a pack's bytes go out in slices as it fills: the session never
+    holds a whole pack. Each pack still lands under the hash of all its bytes, readable
+    and listed by the index."""
+    monkeypatch.setattr(repository, "SEND_SLICE", 20_000)
+    backend = LocalDirBackend(tmp_path / "store", fsync=False)
+    assert backend.capabilities.streaming_write
+    repo = _create(backend)
+    slices = []
+    real = local_module._FileWrite.write
+
+    def counting(self: object, data: bytes) -> None:
+        slices.append(len(data))
+        real(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local_module._FileWrite, "write", counting)
+    blobs = [random.Random(i).randbytes(10_000) for i in range(10 * SMALL_PACK // 10_000)]
+    _fill(repo, blobs)
+    packs = list(backend.list(PACKS))
+    assert len(packs) >= 5
+    assert len(slices) > 2 * len(packs)  # several slices per pack, not one write each
+    for info in packs:
+        data = backend.read(info.key)
+        assert parse_object_key(info.key, PACKS) == hash_bytes(data)
+    fresh = _open(backend)
+    for raw in blobs:
+        assert fresh.read_blob(hash_bytes(raw)) == raw
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.endswith(TEMP_SUFFIX)]
+
+
+@pytest.mark.parametrize("failure", ["disk", "producer"])
+def test_a_stopped_streaming_session_drops_its_unfinished_pack_and_indexes_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A full disk halfway through a pack, or Ctrl-C in the producer: the pack being
+    written leaves no temp file behind, and the packs that landed are indexed."""
+    monkeypatch.setattr(repository, "SEND_SLICE", 20_000)
+    backend = LocalDirBackend(tmp_path / "store", fsync=False)
+    repo = _create(backend)
+    blobs = [random.Random(i).randbytes(10_000) for i in range(10 * SMALL_PACK // 10_000)]
+    if failure == "disk":
+        written = [0]
+        real = local_module._FileWrite.write
+
+        def filling(self: object, data: bytes) -> None:
+            written[0] += len(data)
+            if written[0] > 4 * SMALL_PACK:
+                raise NoSpaceError("(new value)")
+            real(self, data)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(local_module._FileWrite, "write", filling)
+        with pytest.raises(NoSpaceError):
+            _fill(repo, blobs)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            _fill(repo, blobs, stop_at=len(blobs) // 2)
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    landed = {parse_object_key(k.key, PACKS) for k in backend.list(PACKS)}
+    assert len(landed) >= 2
+    index = _open(backend).load_index()
+    indexed = {loc.pack_id for raw in blobs if (loc := index.lookup(hash_bytes(raw)))}
+    assert indexed == landed
 
 
 # ---------------------------------------------------------------------------- visibility
