@@ -390,11 +390,12 @@ SEND_QUEUE = 16 << 20
 class _PackOut:
     """A pack on its way to the store: its bytes so far, hashed as they are written."""
 
-    __slots__ = ("hasher", "pending")
+    __slots__ = ("broken", "hasher", "pending")
 
     def __init__(self, pending: PendingWrite) -> None:
         self.pending = pending
         self.hasher = StreamHasher()
+        self.broken = False  # a write failed: the pack's bytes are not what was hashed
 
 
 class WriteSession:
@@ -501,12 +502,17 @@ class WriteSession:
         self, out: _PackOut, parts: list[bytes], size: int, last: tuple[int, list[PackEntry]] | None
     ) -> None:
         try:
+            if out.broken:  # never commit a pack with a hole in it
+                raise RuntimeError("pack abandoned: an earlier write of it failed")
             parts.reverse()
             while parts:
                 part = parts.pop()
                 out.pending.write(part)
                 out.hasher.update(part)
                 del part  # let each part go once it is written
+        except BaseException:
+            out.broken = True
+            raise
         finally:
             with self._room:
                 self._queued -= size

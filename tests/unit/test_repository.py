@@ -661,6 +661,46 @@ def test_a_stopped_streaming_session_drops_its_unfinished_pack_and_indexes_the_r
     assert indexed == landed
 
 
+def test_a_pack_with_one_failed_slice_is_never_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One write of a pack fails and the later ones work (a disk that had a moment): the
+    pack has a hole, so it must never land under a name, nor be indexed."""
+    monkeypatch.setattr(repository, "SEND_SLICE", 20_000)
+    monkeypatch.setattr(repository, "SEND_QUEUE", 1 << 30)
+    backend = LocalDirBackend(tmp_path / "store", fsync=False)
+    repo = _create(backend)
+    gate = threading.Event()
+    calls = [0]
+    real = local_module._FileWrite.write
+
+    def flaky(self: object, data: bytes) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            assert gate.wait(10)  # the whole pack is queued before anything is written
+        if calls[0] == 2:
+            raise NoSpaceError("(new value)")
+        real(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local_module._FileWrite, "write", flaky)
+    blobs = [random.Random(i).randbytes(10_000) for i in range(SMALL_PACK // 10_000 + 2)]
+    session = repo.new_session()
+    for raw in blobs:  # one full pack and the start of the next
+        bid = hash_bytes(raw)
+        assert session.reserve(bid)
+        session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+    gate.set()
+    session._sender.submit(lambda: None).result()  # every slice sent (or refused)
+    for fut in list(session._uploads):
+        fut.result()
+    assert list(backend.list(PACKS)) == []
+    with pytest.raises(NoSpaceError):
+        session.flush()
+    session.abort()
+    assert list(backend.list(PACKS)) == []
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.endswith(TEMP_SUFFIX)]
+
+
 # ---------------------------------------------------------------------------- visibility
 
 
