@@ -381,8 +381,8 @@ def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
 # Write an index segment after this many uploaded packs, so that an interrupted commit
 # leaves its progress on the remote (at most this many packs are uploaded again).
 CHECKPOINT_PACKS = 4
-# Where the backend streams, a pack's bytes go to the store in slices of this size as it
-# fills, and at most SEND_QUEUE bytes wait for the sender.
+# A pack's bytes go to the sender thread in slices of this size as it fills, and at most
+# SEND_QUEUE bytes wait for it.
 SEND_SLICE = 4 << 20
 SEND_QUEUE = 16 << 20
 
@@ -403,11 +403,12 @@ class WriteSession:
 
     Safe to use from several threads: :meth:`reserve` decides atomically which thread
     stores a blob never seen before; :meth:`add` lays it out in the open pack of its kind.
-    A pack's bytes go to the store in order on one sender thread — in slices of
-    ``SEND_SLICE`` as the pack fills where the backend streams (a folder on a local disk:
-    a pack is then never held in memory whole), else gathered and stored with one write —
-    and a full pack is committed under its name (the hash of its bytes) on an upload
-    thread, at most ``max_uploads`` at once. :meth:`flush` waits for the uploads and
+    A pack's bytes go, in slices of ``SEND_SLICE`` as it fills, to one sender thread,
+    which hashes them and writes them in order to the pack's pending write: straight to
+    the store where the backend streams (a folder on a local disk: a pack is then never
+    held in memory whole), else into one buffer stored with one write at commit. A full
+    pack is committed under its name (the hash of its bytes) on an upload thread, at
+    most ``max_uploads`` at once. :meth:`flush` waits for the uploads and
     writes the index segment; only then may a commit reference the blobs.
     """
 
@@ -422,7 +423,6 @@ class WriteSession:
         self._writers = {KIND_CHUNK: PackWriter(), KIND_TREE: PackWriter()}
         self._outs: dict[int, _PackOut | None] = {KIND_CHUNK: None, KIND_TREE: None}
         self._unfinished: set[_PackOut] = set()  # begun and neither committed nor dropped
-        self._streams = repo.backend.capabilities.streaming_write
         self._sends: list[Future[None]] = []
         self._uploads: list[Future[None]] = []
         self._failure: BaseException | None = None  # the first failed send or upload
@@ -461,7 +461,7 @@ class WriteSession:
             self.new_bytes += raw_len
             if w.size >= self.repo.config.pack_size:
                 self._send_last(kind)
-            elif self._streams and w.unsent >= SEND_SLICE:
+            elif w.unsent >= SEND_SLICE:
                 self._send(kind, w.take(), None)
 
     def _wait_for_room(self) -> None:

@@ -106,31 +106,26 @@ class PendingWrite(Protocol):
 
 class BufferedWrite:
     """A :class:`PendingWrite` that gathers the value in memory and stores it with one
-    :meth:`Backend.write` at ``commit`` (so that write's retries and atomicity apply)."""
+    :meth:`Backend.write` at ``commit`` (so that write's retries and atomicity apply).
+
+    The value is held once: each piece is appended to one buffer as it comes (a large
+    buffer grows by remapping its pages, not by copying them) and handed to ``write``
+    as it is.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._parts: list[bytes | bytearray | memoryview] = []
-        self._size = 0
+        self._buf = bytearray()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._parts.append(data)
-        self._size += len(data)
+        self._buf += data
 
     def commit(self, key: str, *, if_absent: bool = False) -> None:
-        data = bytearray(self._size)
-        parts, self._parts = self._parts, []
-        parts.reverse()
-        pos = 0
-        while parts:  # each part is let go once copied: the value is held about once
-            part = parts.pop()
-            data[pos : pos + len(part)] = part
-            pos += len(part)
-            del part
+        data, self._buf = self._buf, bytearray()
         self._backend.write(key, data, if_absent=if_absent)
 
     def abort(self) -> None:
-        self._parts = []
+        self._buf = bytearray()
 
 
 def begin_write(backend: Backend) -> PendingWrite:
