@@ -111,6 +111,15 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[n:]
 
 
+def _create_temp(tmp: Path) -> int:
+    """Open a new temp file for writing, creating its folder if it is missing."""
+    try:
+        return open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        return open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
 def _unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)
@@ -359,11 +368,7 @@ class LocalDirBackend:
         path = self._path(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
-            try:
-                fd = open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = open_temp(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _create_temp(tmp)
             try:
                 _write_all(fd, data)
             except BaseException:
@@ -475,11 +480,7 @@ class _FileWrite:
         self._backend = backend
         self._tmp = backend.root / f"{secrets.token_hex(8)}{TEMP_SUFFIX}"
         try:
-            try:
-                self._fd = open_temp(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:
-                backend.root.mkdir(parents=True, exist_ok=True)
-                self._fd = open_temp(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fd = _create_temp(self._tmp)
         except OSError as exc:
             raise translate_os_error(exc, "(new value)", "write") from exc
 

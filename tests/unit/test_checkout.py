@@ -226,17 +226,29 @@ def test_stager_refuses_to_call_a_partly_written_file_complete(wt: Worktree) -> 
     stager.discard()
 
 
+def _preallocating_stager(wt: Worktree, data: bytes, pieces: int) -> _Stager:
+    """A stager of one file ``big`` in ``pieces``, told its filesystem preallocates."""
+    stager = _Stager(wt, _plan({"big": _file_entry("big", data, pieces)}))
+    stager._preallocate = True
+    return stager
+
+
+def _fallocate_fails(monkeypatch: pytest.MonkeyPatch, code: int, text: str) -> None:
+    def failing(fd: int, offset: int, length: int) -> None:
+        raise OSError(code, text)
+
+    monkeypatch.setattr(checkout.os, "posix_fallocate", failing)
+
+
 def test_a_file_staged_in_pieces_has_its_blocks_reserved_before_its_first_byte(
-    wt: Worktree, monkeypatch: pytest.MonkeyPatch
+    wt: Worktree,
 ) -> None:
     """Where the filesystem reserves blocks natively, a file written in pieces gets all of
     them at its first piece (so ext4 has no delayed allocation to write out when the file
     is renamed over the old version); elsewhere it is a sparse file of its final length."""
     size = 8 << 20
     data = os.urandom(size)
-    plan = _plan({"big": _file_entry("big", data, 4)})
-    stager = _Stager(wt, plan)
-    stager._preallocate = True
+    stager = _preallocating_stager(wt, data, 4)
     stager.write(0, 0, data[: 1 << 20])
     st_ = os.stat(stager.path(0))
     assert st_.st_size == size
@@ -251,14 +263,9 @@ def test_a_file_staged_in_pieces_has_its_blocks_reserved_before_its_first_byte(
 def test_a_filesystem_without_fallocate_gets_a_sparse_staged_file(
     wt: Worktree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unsupported(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(checkout.os, "posix_fallocate", unsupported)
+    _fallocate_fails(monkeypatch, errno.EOPNOTSUPP, "Operation not supported")
     data = os.urandom(3 << 20)
-    plan = _plan({"big": _file_entry("big", data, 3)})
-    stager = _Stager(wt, plan)
-    stager._preallocate = True
+    stager = _preallocating_stager(wt, data, 3)
     stager.write(0, 1 << 20, data[1 << 20 : 2 << 20])
     assert os.stat(stager.path(0)).st_size == len(data)
     stager.write(0, 0, data[: 1 << 20])
@@ -271,13 +278,8 @@ def test_a_filesystem_without_fallocate_gets_a_sparse_staged_file(
 def test_a_full_disk_at_preallocation_is_an_error_not_a_fallback(
     wt: Worktree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(checkout.os, "posix_fallocate", full)
-    plan = _plan({"big": _file_entry("big", b"x" * 3000, 3)})
-    stager = _Stager(wt, plan)
-    stager._preallocate = True
+    _fallocate_fails(monkeypatch, errno.ENOSPC, "No space left on device")
+    stager = _preallocating_stager(wt, b"x" * 3000, 3)
     with pytest.raises(OSError, match="No space left") as info:
         stager.write(0, 0, b"x" * 1000)
     assert info.value.errno == errno.ENOSPC
