@@ -65,7 +65,7 @@ from cas.worktree import (
     LocalEntry,
     StatCache,
     Worktree,
-    read_file_content,
+    read_path_content,
 )
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,7 @@ def local_content(
     known = stat_cache.lookup(e)
     if known is not None:
         return known
-    with open(wt.abspath(e.path), "rb") as f:
-        content = read_file_content(f, chunker, size_hint=e.size)
+    content = read_path_content(wt.abspath(e.path), chunker, size_hint=e.size)
     stat_cache.record(e, content)
     return content
 

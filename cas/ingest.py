@@ -48,7 +48,7 @@ from cas.worktree import (
     StatCache,
     Worktree,
     listing_digest,
-    read_file_content,
+    read_path_content,
 )
 
 
@@ -65,6 +65,10 @@ class Snapshot:
 # share of the folder's listing): 4096 bound that to a few MB, and let the walk of most
 # asset folders finish early, so the progress bar knows its total (and its ETA) early.
 READ_AHEAD = 4096
+
+# A task of the read pool reads up to this many files or bytes (see _BoundedReads).
+BATCH_FILES = 64
+BATCH_BYTES = 4 << 20
 
 
 def default_workers() -> int:
@@ -90,15 +94,21 @@ class _ChunkSink:
             raise self._errors[0]
         if not self._session.reserve(chunk_id):
             return
-        # The stream chunker reuses its buffer after this call: copy, unless the chunk is
-        # a whole small file read into a bytes object of its own (no copy, no new memory).
         obj = view.obj
-        data = obj if type(obj) is bytes and len(obj) == len(view) else bytes(view)
+        if type(obj) is bytes:
+            # A file read whole (at most WHOLE_READ_LIMIT bytes) is compressed here, in
+            # its reader's thread: handing a small chunk to another thread (a future, a
+            # wake-up, the GIL passed back and forth) costs more than compressing it, and
+            # the readers already keep the cores busy. No copy of a one-chunk file.
+            self._store(chunk_id, obj if len(obj) == len(view) else view)
+            return
+        # The stream chunker reuses its buffer after this call: copy.
+        data = bytes(view)
         self._slots.acquire()
         fut = self._pool.submit(self._store, chunk_id, data)
         fut.add_done_callback(self._done)
 
-    def _store(self, chunk_id: ObjectId, data: bytes) -> None:
+    def _store(self, chunk_id: ObjectId, data: bytes | memoryview) -> None:
         codec, stored = compress(data, self._level)
         self._session.add(chunk_id, KIND_CHUNK, codec, len(data), stored)
 
@@ -164,16 +174,17 @@ def snapshot_worktree(
     local = threading.local()
     root = os.fsencode(wt.root)
 
+    on_chunk = _advancing(sink, progress)
+
     def read_one(d: _Dir, i: int) -> FileContent:
         chunker = getattr(local, "chunker", None)
         if chunker is None:
             chunker = local.chunker = Chunker(repo.config.chunker)
         rel = (d.rel + b"/" if d.rel else b"") + d.listing[i][0]
         try:
-            with open(root + b"/" + rel, "rb") as f:
-                return read_file_content(
-                    f, chunker, _advancing(sink, progress), size_hint=d.listing[i][2]
-                )
+            return read_path_content(
+                root + b"/" + rel, chunker, on_chunk, size_hint=d.listing[i][2]
+            )
         except OSError as exc:
             raise WorktreeReadError(os.fsdecode(rel), exc) from exc
 
@@ -238,7 +249,7 @@ def snapshot_worktree(
                     d.waiting += 1
                     total += size
                     progress.expect(size)
-                    for rd, ri, content in reads.submit(d, i):
+                    for rd, ri, content in reads.submit(d, i, size):
                         rd.contents[ri] = content
                         done_with(rd)
             done_with(d)
@@ -275,8 +286,14 @@ def _advancing(
 
 
 class _BoundedReads:
-    """Reads files on a pool, at most ``window`` in flight; the contents come back in
-    submission order, from :meth:`submit` (once the window is full) and :meth:`drain`.
+    """Reads files on a pool, in batches, at most ``window`` files queued; the contents
+    come back in submission order, from :meth:`submit` (once the window is full) and
+    :meth:`drain`.
+
+    Files go to the pool in batches of up to ``BATCH_FILES`` files or ``BATCH_BYTES``
+    bytes, one task each: a task per file (its future, a thread woken, the GIL handed
+    back and forth) cost more than reading a small image. A batch leaves early while a
+    reader is idle, so a slow walk (a Drive folder) never keeps files from the readers.
 
     On a failure (or Ctrl-C in the calling thread) the caller calls :meth:`cancel`, which
     drops the files not started yet, then makes the running ones stop early its own way,
@@ -286,32 +303,70 @@ class _BoundedReads:
     def __init__(self, read: Callable[[_Dir, int], FileContent], window: int, workers: int) -> None:
         self._read = read
         self._window = window
+        self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cas-read")
-        self._pending: deque[tuple[_Dir, int, Future[FileContent]]] = deque()
+        self._pending: deque[tuple[list[tuple[_Dir, int]], Future[list[FileContent]]]] = deque()
+        self._batch: list[tuple[_Dir, int]] = []
+        self._batch_bytes = 0
+        self._queued = 0  # files in self._pending
+        self._lock = threading.Lock()
+        self._running = 0  # batches submitted and not finished
 
-    def submit(self, d: _Dir, i: int) -> list[tuple[_Dir, int, FileContent]]:
-        """Queue file ``i`` of ``d``; return the oldest contents that are ready (waiting
-        for them only while the window is full), so trees are built as early as reads
-        finish in order, however far ahead the walk is."""
+    def submit(self, d: _Dir, i: int, size: int) -> list[tuple[_Dir, int, FileContent]]:
+        """Queue file ``i`` of ``d`` (``size`` bytes); return the oldest contents that are
+        ready (waiting for them only while the window is full), so trees are built as
+        early as reads finish in order, however far ahead the walk is."""
+        self._batch.append((d, i))
+        self._batch_bytes += size
+        if (
+            len(self._batch) >= BATCH_FILES
+            or self._batch_bytes >= BATCH_BYTES
+            or self._running < self._workers
+        ):
+            self._dispatch()
+        out: list[tuple[_Dir, int, FileContent]] = []
         pending = self._pending
-        pending.append((d, i, self._pool.submit(self._read, d, i)))
-        out = []
-        while pending and (len(pending) >= self._window or pending[0][2].done()):
-            rd, ri, fut = pending.popleft()
-            out.append((rd, ri, fut.result()))
+        while pending and (self._queued + len(self._batch) >= self._window or pending[0][1].done()):
+            self._take(out)
         return out
+
+    def _dispatch(self) -> None:
+        batch = self._batch
+        self._batch = []
+        self._batch_bytes = 0
+        with self._lock:
+            self._running += 1
+        fut = self._pool.submit(self._read_batch, batch)
+        self._pending.append((batch, fut))
+        self._queued += len(batch)
+
+    def _read_batch(self, batch: list[tuple[_Dir, int]]) -> list[FileContent]:
+        try:
+            return [self._read(d, i) for d, i in batch]
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _take(self, out: list[tuple[_Dir, int, FileContent]]) -> None:
+        batch, fut = self._pending.popleft()
+        self._queued -= len(batch)
+        out.extend((d, i, c) for (d, i), c in zip(batch, fut.result(), strict=True))
 
     def drain(self) -> Iterator[tuple[_Dir, int, FileContent]]:
         """Every remaining content, oldest first."""
+        if self._batch:
+            self._dispatch()
         while self._pending:
-            rd, ri, fut = self._pending.popleft()
-            yield rd, ri, fut.result()
+            out: list[tuple[_Dir, int, FileContent]] = []
+            self._take(out)
+            yield from out
 
     def cancel(self) -> None:
         """Drop the files not started yet."""
-        for _d, _i, fut in self._pending:
+        for _batch, fut in self._pending:
             fut.cancel()
         self._pending.clear()
+        self._batch = []
 
     def close(self) -> None:
         """Wait for the running reads and stop the threads."""

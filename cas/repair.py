@@ -35,7 +35,7 @@ from cas.packs import KIND_CHUNK, KIND_TREE, PackEntry, read_pack_entries, scan_
 from cas.paths import join_path
 from cas.progress import NoProgress, Progress
 from cas.repository import Repository, WriteSession
-from cas.worktree import Worktree, read_file_content
+from cas.worktree import Worktree, read_path_content
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,7 @@ def _reupload(
             continue
         content = cache.lookup(e)
         if content is None:
-            with open(wt.abspath(path), "rb") as f:
-                content = read_file_content(f, chunker, size_hint=e.size)
+            content = read_path_content(wt.abspath(path), chunker, size_hint=e.size)
             cache.record(e, content)
         offset = 0
         hits = []

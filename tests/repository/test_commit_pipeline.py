@@ -127,17 +127,17 @@ def test_trees_are_built_while_files_are_still_being_read(
     src = tmp_path / "src"
     _nested(src, random.Random(8))
     age_tree(src, seed=1)  # the copies keep these mtimes
-    real_read = ingest.read_file_content
+    real_read = ingest.read_path_content
     real_store = WriteSession.store_tree
     events: list[str] = []
     lock = threading.Lock()
     rng = random.Random(5)
 
-    def slow_read(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
+    def slow_read(path, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
         with lock:
             pause = rng.random() * 0.003
         time.sleep(pause)  # reads finish out of order
-        content = real_read(f, chunker, on_chunk, **kw)
+        content = real_read(path, chunker, on_chunk, **kw)
         with lock:
             events.append("read")
         return content
@@ -146,8 +146,9 @@ def test_trees_are_built_while_files_are_still_being_read(
         events.append("tree")
         return real_store(self, tree)
 
-    monkeypatch.setattr(ingest, "read_file_content", slow_read)
+    monkeypatch.setattr(ingest, "read_path_content", slow_read)
     monkeypatch.setattr(WriteSession, "store_tree", store_tree)
+    monkeypatch.setattr(ingest, "BATCH_FILES", 4)  # batches far smaller than the tree
     roots = set()
     for n, workers in enumerate((1, 2, 5)):
         events.clear()
@@ -171,6 +172,85 @@ def test_trees_are_built_while_files_are_still_being_read(
     assert len(roots) == 1
 
 
+def _dirs(n: int) -> list[ingest._Dir]:
+    return [ingest._Dir(str(k).encode(), [], {}, {}, 0) for k in range(n)]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_files_are_read_in_batches_and_come_back_in_order_within_the_window(
+    workers: int,
+) -> None:
+    """Small files go to the readers many to a task, a large one ends its batch, the
+    contents come back in the order the files were given, whatever order the reads end
+    in, and no more than the window is ever queued."""
+    rng = random.Random(workers)
+    dirs = _dirs(3)
+    lock = threading.Lock()
+    started: list[tuple[bytes, int]] = []
+
+    def read(d: ingest._Dir, i: int) -> object:
+        with lock:
+            started.append((d.rel, i))
+            pause = rng.random() * 0.0005
+        time.sleep(pause)
+        return (d.rel, i)
+
+    reads = ingest._BoundedReads(read, 300, workers)  # type: ignore[arg-type]
+    tasks = []
+    real_dispatch = reads._dispatch
+
+    def dispatch() -> None:
+        tasks.append(len(reads._batch))
+        real_dispatch()
+
+    reads._dispatch = dispatch  # type: ignore[method-assign]
+    order = [(dirs[k % 3], k) for k in range(2000)]
+    got = []
+    try:
+        for n, (d, i) in enumerate(order):
+            size = 50 << 20 if n == 1000 else 5000  # one large file among small ones
+            got += reads.submit(d, i, size)
+            assert reads._queued + len(reads._batch) <= 300
+        got += list(reads.drain())
+    finally:
+        reads.close()
+    assert [(d.rel, i) for d, i, _c in got] == [(d.rel, i) for d, i in order]
+    assert all(c == (d.rel, i) for d, i, c in got)
+    assert sorted(started) == sorted((d.rel, i) for d, i in order)
+    assert sum(tasks) == 2000
+    assert max(tasks) <= ingest.BATCH_FILES
+    assert len(tasks) < 2000 / 4, "a task per file"
+
+
+def test_a_failed_read_in_a_batch_reaches_the_caller_and_cancel_drops_the_rest() -> None:
+    dirs = _dirs(1)
+    read_files: list[int] = []
+
+    def read(d: ingest._Dir, i: int) -> object:
+        if i == 70:
+            raise WorktreeReadError("f70", OSError(errno.EIO, "Input/output error"))
+        read_files.append(i)
+        return i
+
+    reads = ingest._BoundedReads(read, 10_000, 1)  # type: ignore[arg-type]
+
+    def read_all() -> None:
+        try:
+            for i in range(5000):
+                reads.submit(dirs[0], i, 100)
+            list(reads.drain())
+        except BaseException:
+            reads.cancel()
+            raise
+        finally:
+            reads.close()
+
+    with pytest.raises(WorktreeReadError, match="f70"):
+        read_all()
+    assert 70 not in read_files
+    assert len(read_files) < 5000 - 1
+
+
 # ---------------------------------------------------------------------------- failures
 
 
@@ -190,27 +270,29 @@ def test_a_file_that_cannot_be_read_stops_the_commit_naming_it(
 ) -> None:
     """EIO halfway through the large file, in a reader thread: the commit stops with one
     error naming the file; nothing is committed; the rerun commits everything."""
-    real = ingest.read_file_content
+    real = ingest.read_path_content
     large = max(assets.rglob("*"), key=lambda p: p.lstat().st_size)
 
-    def failing(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
-        if f.name.endswith(large.name.encode()):
+    def failing(path, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
+        if path.endswith(large.name.encode()):
+            done = [0]
 
             def cut(cid, view):  # type: ignore[no-untyped-def]
-                if f.tell() > 1 << 20:
+                done[0] += len(view)
+                if done[0] > 1 << 20:
                     raise OSError(errno.EIO, "Input/output error")
                 on_chunk(cid, view)
 
-            return real(f, chunker, cut, **kw)
-        return real(f, chunker, on_chunk, **kw)
+            return real(path, chunker, cut, **kw)
+        return real(path, chunker, on_chunk, **kw)
 
-    monkeypatch.setattr(ingest, "read_file_content", failing)
+    monkeypatch.setattr(ingest, "read_path_content", failing)
     with _init(tmp_path, assets) as repo:
         before = snapshot_tree(repo.root)
         with pytest.raises(WorktreeReadError, match=rf"cannot read .*{large.name}: Input/output"):
             repo.commit("v1")
         _assert_nothing_committed(repo, before)
-        monkeypatch.setattr(ingest, "read_file_content", real)
+        monkeypatch.setattr(ingest, "read_path_content", real)
         repo.commit("v1")
     cas.clone(tmp_path / "store", tmp_path / "clone", progress=False).close()
     assert_same_tree(snapshot_tree(assets), tmp_path / "clone")
@@ -279,11 +361,11 @@ def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_pack
     on a fresh cache stores only the rest."""
     main = threading.main_thread().ident
     assert main is not None
-    real = ingest.read_file_content
+    real = ingest.read_path_content
     chunks = itertools.count(1)
     read = [0]
 
-    def counting(f, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
+    def counting(path, chunker, on_chunk=None, **kw):  # type: ignore[no-untyped-def]
         def count(cid, view):  # type: ignore[no-untyped-def]
             n = next(chunks)
             read[0] += len(view)
@@ -291,9 +373,9 @@ def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_pack
                 signal.pthread_kill(main, signal.SIGINT)
             on_chunk(cid, view)
 
-        return real(f, chunker, count, **kw)
+        return real(path, chunker, count, **kw)
 
-    monkeypatch.setattr(ingest, "read_file_content", counting)
+    monkeypatch.setattr(ingest, "read_path_content", counting)
     with _init(tmp_path, assets) as repo:
         before = snapshot_tree(repo.root)
         repo.workers = 2
@@ -301,7 +383,7 @@ def test_ctrl_c_stops_every_thread_commits_nothing_and_the_rerun_reuses_the_pack
             repo.commit("v1")
         total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
         assert read[0] < total / 2, "the readers went on after Ctrl-C"
-        monkeypatch.setattr(ingest, "read_file_content", real)
+        monkeypatch.setattr(ingest, "read_path_content", real)
         _assert_nothing_committed(repo, before)
         assert _pack_count(tmp_path / "store") >= 1
     _assert_rerun_reuses(tmp_path, assets)
