@@ -15,7 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cas.checkout as checkout
-from cas.checkout import CheckoutPlan, _Budget, _coalesce, _pieces, _Stager, _Stopped
+from cas.checkout import (
+    _STAGE_DIR_BITS,
+    CheckoutPlan,
+    _Budget,
+    _coalesce,
+    _pieces,
+    _Stager,
+    _Stopped,
+)
 from cas.hashing import hash_bytes
 from cas.objects import ChunkRef, EntryKind, TreeEntry
 from cas.worktree import Worktree
@@ -290,12 +298,28 @@ def test_a_full_disk_at_preallocation_is_an_error_not_a_fallback(
 def test_stager_creates_nothing_before_the_first_write(wt: Worktree) -> None:
     plan = _plan({f"f{i}": _file_entry(f"f{i}", b"x" * 10, 1) for i in range(5)})
     stager = _Stager(wt, plan)
-    run = Path(stager.path(0)).parent
-    assert run.parent == stager.dir == wt.meta / "tmp"
-    assert os.listdir(run) == []
+    folder = Path(stager.path(0)).parent
+    assert folder.parent.parent == stager.dir == wt.meta / "tmp"
+    assert os.listdir(folder) == []
     stager.write(2, 0, b"x" * 10)
-    assert os.listdir(run) == ["2"]
+    assert os.listdir(folder) == ["2"]
     stager.discard()
+
+
+def test_staged_files_are_spread_over_folders_of_consecutive_files(wt: Worktree) -> None:
+    """Readers creating files at once do not all queue on one folder's lock."""
+    n = 3 << _STAGE_DIR_BITS
+    plan = _plan({f"f{i:04}": _file_entry(f"f{i:04}", b"x" * 10, 1) for i in range(n)})
+    stager = _Stager(wt, plan)
+    folders = {Path(stager.path(i)).parent for i in range(n)}
+    assert len(folders) == 3
+    assert Path(stager.path(0)).parent == Path(stager.path((1 << _STAGE_DIR_BITS) - 1)).parent
+    for i in range(n):
+        stager.write(i, 0, b"x" * 10)
+    stager.check_complete()
+    assert sum(len(os.listdir(f)) for f in folders) == n
+    stager.discard()
+    assert not stager.dir.exists()
 
 
 def test_a_closed_stager_opens_nothing_and_leaves_a_descriptor_in_use_to_its_writer(
