@@ -9,12 +9,13 @@ Pipeline (each stage releases the GIL in its C code, so threads use every core):
                                    │ no
                                    ▼
     file workers: read ─► FastCDC ─► BLAKE3 ─► seen before? ──yes──► only record the id
-                                                   │ no
+    (small files in batches)                       │ no
                                                    ▼
-    compress workers: zstd (raw if it does not shrink) ─► WriteSession (pack, upload)
+    zstd (raw if it does not shrink): in the reader's thread for a file read whole, on
+    the compress workers for a streamed one ─► WriteSession (pack, upload)
 
-Back-pressure: at most ``2 × workers`` chunks wait for compression and at most two packs
-wait for upload, so memory does not grow with the size of a file or of the dataset
+Back-pressure: at most ``2 × workers`` chunks of streamed files wait for compression and
+at most two packs wait for upload, so memory does not grow with the size of a file or of the dataset
 (invariant 9). Then, in the order of invariant 2: flush packs and the index segment,
 store the trees (inside packs), write the commit, and append the ref entry — the commit
 point. A crash before the ref entry leaves only unreferenced objects.
