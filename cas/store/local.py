@@ -326,6 +326,10 @@ class LocalDirBackend:
             max_connections=4,
             cache_data=self._cache_data,
             streaming_write=self._local_disk,
+            # On a local disk every reader goes through this kernel: a write is visible
+            # to all of them once it returns, in the order written. A FUSE mount (Drive)
+            # or a network share is seen by other machines later, in any order.
+            ordered_visibility=self._local_disk,
         )
 
     def _path(self, key: str) -> Path:

@@ -521,3 +521,17 @@ def test_retrying_backend_streams_onto_a_local_disk_and_retries_elsewhere(
     pending.commit("packs/00/y", if_absent=True)
     assert calls == ["packs/00/y", "packs/00/y"]
     assert inner.read("packs/00/y") == b"pack bytes"
+
+
+@pytest.mark.parametrize(
+    ("fstype", "ordered"),
+    [("ext4", True), ("xfs", True), ("fuse.drive", False), ("nfs4", False), (None, False)],
+)
+def test_only_a_local_disk_shows_writes_in_order_to_every_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fstype: str | None, ordered: bool
+) -> None:
+    """Every reader of a local disk goes through this kernel; a Drive mount or a network
+    share shows other machines' writes late and in any order, so a young ref entry
+    there is checked pack by pack before it is trusted."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
+    assert LocalDirBackend(tmp_path).capabilities.ordered_visibility is ordered

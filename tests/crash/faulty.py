@@ -61,7 +61,9 @@ class NoCreateOnly(Wrapper):
 
     @property
     def capabilities(self) -> Capabilities:
-        return dataclasses.replace(self.inner.capabilities, conditional_write=False)
+        return dataclasses.replace(
+            self.inner.capabilities, conditional_write=False, ordered_visibility=False
+        )
 
 
 class FlipByteOnRead(Wrapper):
@@ -194,6 +196,11 @@ class DriveView(Wrapper):
         super().__init__(inner)
         self.hidden = hidden
         self.ghost = ghost
+
+    @property
+    def capabilities(self) -> Capabilities:
+        # However the folder behind it is stored, Drive shows writes late and in any order.
+        return dataclasses.replace(self.inner.capabilities, ordered_visibility=False)
 
     def read(self, key: str) -> bytes:
         if self.hidden(key):
