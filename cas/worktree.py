@@ -549,7 +549,13 @@ class StatCache:
 
     def encode(self) -> bytes:
         """Bytes for ``.cas/statcache``, without racily clean rows."""
-        out: dict[bytes, list[bytes | None]] = {}
+        return b"".join(self.encode_parts())
+
+    def encode_parts(self) -> Iterator[bytes]:
+        """:meth:`encode`'s bytes, one piece per folder, made as they are written: the
+        file is never whole in memory beside the rows it encodes (13 MB for 100k
+        files)."""
+        out: list[tuple[bytes, list[bytes | None]]] = []
         for parent, d in self._dirs.items():
             if d.saveable and not d.changes:
                 packed, ids = d.packed, d.ids
@@ -558,10 +564,20 @@ class StatCache:
                 packed, ids, count = _encode_rows(self._merged(parent, d).items())
             if not count and d.digest is None:
                 continue  # nothing worth keeping
-            out[parent] = [d.digest, d.tree, ids, packed or _NO_ROWS]
-        return msgpack.packb(  # type: ignore[no-any-return]
-            {"v": STAT_CACHE_VERSION, "dirs": out}, use_bin_type=True
+            out.append((parent, [d.digest, d.tree, ids, packed or _NO_ROWS]))
+        # The layout msgpack.packb gives {"v": ..., "dirs": {...}}, written piecewise.
+        packer = msgpack.Packer(use_bin_type=True)
+        yield (
+            packer.pack_map_header(2)
+            + packer.pack("v")
+            + packer.pack(STAT_CACHE_VERSION)
+            + packer.pack("dirs")
+            + packer.pack_map_header(len(out))
         )
+        out.reverse()
+        while out:
+            parent, row = out.pop()
+            yield packer.pack(parent) + packer.pack(row)
 
     @classmethod
     def decode(cls, data: bytes) -> StatCache:
@@ -677,10 +693,14 @@ class Worktree:
     def _write_json(self, name: str, data: dict[str, object]) -> None:
         self._write_file(name, json.dumps(data, indent=1, sort_keys=True).encode())
 
-    def _write_file(self, name: str, data: bytes) -> None:
+    def _write_file(self, name: str, data: bytes | Iterable[bytes]) -> None:
         tmp = self.meta / f"{name}{TEMP_MARK}"
         with open(tmp, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                for piece in data:
+                    f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.meta / name)
@@ -743,7 +763,7 @@ class Worktree:
         if not cache.changed:
             return
         try:
-            self._write_file("statcache", cache.encode())
+            self._write_file("statcache", cache.encode_parts())
         except OSError as exc:
             log.warning("could not save the stat cache: %s", exc)
             return

@@ -422,3 +422,26 @@ def test_lookups_that_alternate_between_folders_see_each_folders_rows():
     assert again.lookup(_entry("a/f", a)) == a
     assert again.lookup(_entry("a/g", b)) == b
     assert again.lookup(_entry("b/f", b)) == b
+
+
+def test_the_file_written_folder_by_folder_is_the_one_msgpack_would_write(tmp_path: Path):
+    """``save_stat_cache`` writes the encoding in pieces; the bytes are the format's."""
+    cache = StatCache()
+    for d in range(20):
+        for f in range(30):
+            c = _content(b"%d-%d" % (d, f))
+            cache.record(_entry(f"d{d}/sub/f{f}", c), c)
+    cache.record(_entry("top", _content(b"t")), _content(b"t"))
+    parts = list(cache.encode_parts())
+    assert len(parts) == 1 + 21
+    whole = b"".join(parts)
+    decoded = msgpack.unpackb(whole, raw=False, strict_map_key=False)
+    assert whole == msgpack.packb(decoded, use_bin_type=True)
+    assert sorted(decoded["dirs"]) == sorted([b""] + [b"d%d/sub" % d for d in range(20)])
+    wt = Worktree.create(tmp_path / "wt", str(tmp_path / "store"))
+    wt.save_stat_cache(cache)
+    assert (wt.meta / "statcache").read_bytes() == whole
+    c = _content(b"3-4")
+    assert (
+        StatCache.decode((wt.meta / "statcache").read_bytes()).lookup(_entry("d3/sub/f4", c)) == c
+    )
