@@ -154,9 +154,9 @@ class RefStore:
         self._cache = cache
         self._writer = writer
 
-    def _list(self) -> dict[str, list[tuple[str, int]]]:
+    def _list(self, prefix: str = REFS) -> dict[str, list[tuple[str, int]]]:
         by_ref: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for info in self._backend.list(REFS):
+        for info in self._backend.list(prefix):
             parsed = parse_ref_entry_key(info.key)
             if parsed is None:
                 continue
@@ -201,9 +201,19 @@ class RefStore:
         heads = tuple(h for k, h in by_key.items() if k not in superseded)
         return RefState(ref, heads, len(entries), tuple(unreadable), by_key)
 
+    def _keys(self, ref: str) -> list[tuple[str, int]]:
+        """The entry keys of one ref, from a listing of its own folder only: on a Drive
+        mount every folder and entry listed is a round trip, and the other refs (tags,
+        claims, other branches) grow with the store's history."""
+        try:
+            folder = ref_folder(ref)
+        except ValueError:
+            return []  # not a ref name: it has no entries
+        return self._list(folder).get(ref, [])
+
     def state(self, ref: str) -> RefState:
         """The current state of one ref (``heads/x``, ``tags/x`` or ``HEAD``)."""
-        return self._state(ref, self._list().get(ref, []))
+        return self._state(ref, self._keys(ref))
 
     def all_states(self) -> dict[str, RefState]:
         """Every ref that has at least one entry."""
@@ -211,7 +221,7 @@ class RefStore:
 
     def history(self, ref: str) -> list[RefEntry]:
         """Every readable entry of a ref, oldest first (the ref's log)."""
-        keys = sorted(self._list().get(ref, []), key=lambda ks: (ks[1], ks[0]))
+        keys = sorted(self._keys(ref), key=lambda ks: (ks[1], ks[0]))
         return [e for k, _s in keys if (e := self._read_entry(k)) is not None]
 
     def update(

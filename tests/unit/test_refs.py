@@ -13,6 +13,7 @@ from cas.cache import LocalCache
 from cas.codec import encode_ref_entry
 from cas.errors import CorruptObjectError, InvalidNameError, RefConflictError
 from cas.hashing import hash_bytes
+from cas.ids import ObjectId
 from cas.layout import REFS, parse_ref_entry_key, ref_entry_key
 from cas.objects import RefEntry
 from cas.refs import RefState, RefStore, check_entry_bytes, check_ref_name
@@ -405,3 +406,39 @@ def test_a_dead_writers_claim_does_not_block_forever(monkeypatch: pytest.MonkeyP
 def test_claims_are_not_ref_entries() -> None:
     assert parse_ref_entry_key(cas.refs.claim_key(MAIN, 3)) is None
     assert parse_ref_entry_key(cas.refs.claim_key("HEAD", 3)) is None
+
+
+def test_one_refs_state_and_history_list_only_its_own_folder(
+    refs: RefStore, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Drive mount each folder and entry listed is a round trip: reading a branch
+    does not walk the tags, the claims or the other branches."""
+    c1, c2 = ObjectId(hash_bytes(b"1")), ObjectId(hash_bytes(b"2"))
+    for ref in ("heads/main", "heads/main/x", "heads/mainline", "tags/v1", "tags/v2"):
+        refs.update(ref, target=c1, expected=refs.state(ref))
+    refs.update("heads/main", target=c2, expected=refs.state("heads/main"))
+    listed: list[str] = []
+    real = backend.list
+
+    def listing(prefix: str):  # type: ignore[no-untyped-def]
+        listed.append(prefix)
+        return real(prefix)
+
+    monkeypatch.setattr(backend, "list", listing)
+    state = refs.state("heads/main")
+    assert state.target == c2 and not state.diverged
+    assert [e.target for e in refs.history("heads/main")] == [c1, c2]
+    assert refs.state("heads/main/x").target == c1
+    assert refs.state("tags/v2").target == c1
+    assert refs.state("heads/nothing").exists is False
+    assert all(
+        p.startswith(REFS + "heads/main") or p.startswith(REFS + "tags/v2") for p in listed[:4]
+    )
+    assert REFS not in listed and not any("claims" in p for p in listed)
+    assert set(refs.all_states()) == {
+        "heads/main",
+        "heads/main/x",
+        "heads/mainline",
+        "tags/v1",
+        "tags/v2",
+    }
