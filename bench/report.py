@@ -453,6 +453,8 @@ def short_label(res: dict[str, Any]) -> str:
     label = f"{res['preset']}, {remote_kind(res)}"
     if res.get("rounds", 1) > 1:
         label += f", {res['rounds']} rounds"
+    if res.get("tools") == ["cas"]:
+        label += ", cas only"
     return label
 
 
