@@ -691,16 +691,13 @@ class Worktree:
         return data
 
     def _write_json(self, name: str, data: dict[str, object]) -> None:
-        self._write_file(name, json.dumps(data, indent=1, sort_keys=True).encode())
+        self._write_file(name, [json.dumps(data, indent=1, sort_keys=True).encode()])
 
-    def _write_file(self, name: str, data: bytes | Iterable[bytes]) -> None:
+    def _write_file(self, name: str, pieces: Iterable[bytes]) -> None:
+        """Write ``pieces`` one after the other to ``.cas/<name>``, atomically."""
         tmp = self.meta / f"{name}{TEMP_MARK}"
         with open(tmp, "wb") as f:
-            if isinstance(data, bytes):
-                f.write(data)
-            else:
-                for piece in data:
-                    f.write(piece)
+            f.writelines(pieces)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.meta / name)
