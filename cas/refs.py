@@ -339,10 +339,15 @@ def _pid_alive(pid: object) -> bool:
     return True
 
 
+def claim_folder(ref: str) -> str:
+    """Folder of the claims on steps of ``ref`` (``refs/claims/<kind>/<name>/``)."""
+    folder = ref_folder(ref)  # refs/<kind>/<name>/ or refs/store-head/
+    return f"{REFS}claims/{folder[len(REFS) :]}"
+
+
 def claim_key(ref: str, seq: int) -> str:
     """Key of the claim on step ``seq`` of ``ref`` (``refs/claims/...``, never an entry)."""
-    folder = ref_folder(ref)  # refs/<kind>/<name>/ or refs/store-head/
-    return f"{REFS}claims/{folder[len(REFS) :]}{seq:010d}"
+    return f"{claim_folder(ref)}{seq:010d}"
 
 
 def check_entry_bytes(data: bytes, key: str) -> RefEntry:

@@ -49,15 +49,17 @@ from cas.layout import (
     COMMITS,
     CONFIG_KEY,
     INDEX,
+    REFS,
     commit_key,
     index_key,
     pack_key,
     parse_object_key,
+    ref_folder,
 )
 from cas.objects import Commit, Tree
 from cas.packs import KIND_CHUNK, KIND_TREE, PackEntry, PackWriter
-from cas.refs import RefState, RefStore
-from cas.store.base import Backend, PendingWrite, begin_write
+from cas.refs import RefState, RefStore, claim_folder
+from cas.store.base import Backend, PendingWrite, begin_write, make_folders
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +115,18 @@ class Repository:
         try:
             backend.write(CONFIG_KEY, encoded, if_absent=True)
         except AlreadyExistsError:
-            if _landed(backend, CONFIG_KEY, encoded):
-                return cls._finish_create(backend, config, cache_root, writer, default_branch)
-            raise AlreadyExistsError(
-                f"a cas store at {backend.location}",
-                hint="attach a worktree to it with `cas clone STORE DIR`",
-            ) from None
+            if not _landed(backend, CONFIG_KEY, encoded):
+                raise AlreadyExistsError(
+                    f"a cas store at {backend.location}",
+                    hint="attach a worktree to it with `cas clone STORE DIR`",
+                ) from None
+        # The folders every commit writes into, made now rather than by the first commit
+        # (on a Drive mount, a few round trips each). Pack fan-out folders come as needed.
+        branch = f"heads/{default_branch}"
+        folders = [INDEX, COMMITS, ref_folder(branch), ref_folder("HEAD"), f"{REFS}tags/"]
+        if backend.capabilities.conditional_write:
+            folders += [claim_folder(branch), claim_folder("HEAD")]
+        make_folders(backend, folders)
         return cls._finish_create(backend, config, cache_root, writer, default_branch)
 
     @classmethod
@@ -385,6 +393,8 @@ CHECKPOINT_PACKS = 4
 # SEND_QUEUE bytes wait for it.
 SEND_SLICE = 4 << 20
 SEND_QUEUE = 16 << 20
+# Full packs on their way at once where the backend holds each in memory until stored.
+BUFFERED_UPLOADS = 2
 
 
 class _PackOut:
@@ -406,14 +416,21 @@ class WriteSession:
     A pack's bytes go, in slices of ``SEND_SLICE`` as it fills, to one sender thread,
     which hashes them and writes them in order to the pack's pending write: straight to
     the store where the backend streams (a folder on a local disk: a pack is then never
-    held in memory whole), else into one buffer stored with one write at commit. A full
-    pack is committed under its name (the hash of its bytes) on an upload thread, at
-    most ``max_uploads`` at once. :meth:`flush` waits for the uploads and
-    writes the index segment; only then may a commit reference the blobs.
+    held in memory whole), into a spool file on the local disk (a folder on a Drive
+    mount: written whole, with retries, at commit), or into one buffer stored with one
+    write at commit (an object store). A full pack is committed under its name (the
+    hash of its bytes) on an upload thread, at most ``max_uploads`` at once: by default
+    the backend's ``max_connections``, or ``BUFFERED_UPLOADS`` where each pack on its
+    way is held in memory. :meth:`flush` waits for the uploads and writes the index
+    segment; only then may a commit reference the blobs.
     """
 
-    def __init__(self, repo: Repository, *, max_uploads: int = 2) -> None:
+    def __init__(self, repo: Repository, *, max_uploads: int | None = None) -> None:
         self.repo = repo
+        if max_uploads is None:
+            caps = repo.backend.capabilities
+            max_uploads = BUFFERED_UPLOADS if caps.values_in_memory else caps.max_connections
+        max_uploads = max(1, max_uploads)
         self._index = repo.load_index()
         # Reentrant: a done-callback runs at once, in the thread adding it, when its
         # future is done already, and _send adds them holding the lock.

@@ -8,12 +8,16 @@ documented on :class:`Backend`; ``tests/backends/contract.py`` checks it for eac
 
 from __future__ import annotations
 
+import errno
+import os
 import re
-from collections.abc import Iterator
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from cas.errors import ShortReadError
+from cas.errors import BackendError, NoSpaceError, ShortReadError
 
 TEMP_SUFFIX = ".cas-tmp"
 _KEY_RE = re.compile(r"^[a-z0-9._%-]+(/[a-z0-9._%-]+)*$")
@@ -46,9 +50,15 @@ class Capabilities:
             on a local disk, which is read as fast as the cache itself: checkout then
             writes each restored byte once (into the worktree), not twice.
         streaming_write: :meth:`Backend.begin_write` sends bytes to the store as they
-            are written, so a large value is never held in memory whole. Only a folder
-            on a local disk: a transient failure halfway (a dropped Drive mount) could
-            not be retried without the bytes, so elsewhere a value is written whole.
+            are written. Only a folder on a local disk: a transient failure halfway (a
+            dropped Drive mount) could not be retried without the bytes, so elsewhere a
+            value is gathered first (in memory, or in a local spool file) and written
+            whole at commit.
+        values_in_memory: :meth:`Backend.begin_write` holds a value in memory whole until
+            its commit (a :class:`BufferedWrite`), so only a few values may be on their
+            way at once. False where values stream to the store or to a
+            :class:`SpooledWrite`'s file on the local disk: then up to
+            ``max_connections`` may be on their way, their memory bounded by a buffer.
     """
 
     atomic_replace: bool = True
@@ -58,6 +68,7 @@ class Capabilities:
     max_connections: int = 4
     cache_data: bool = True
     streaming_write: bool = False
+    values_in_memory: bool = True
 
 
 def is_valid_key(key: str) -> bool:
@@ -128,6 +139,100 @@ class BufferedWrite:
         self._buf = bytearray()
 
 
+# A spooled value is read back in pieces of this size when it is stored.
+SPOOL_PIECE = 1 << 20
+
+
+class Spool:
+    """The bytes of a :class:`SpooledWrite`: an anonymous file on the local disk (no
+    name, so it is gone with the process, even one killed), read back from its start as
+    often as a store needs to retry."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._lock = threading.Lock()
+        self.size = 0
+        try:
+            # Kept open for the spool's life; closed by close().
+            self._file = tempfile.TemporaryFile(prefix="cas-spool-")  # noqa: SIM115
+        except OSError as exc:
+            raise self._error(exc) from exc
+        self._fd = self._file.fileno()
+
+    def _error(self, exc: OSError) -> BackendError:
+        where = f"a local spool file for {self._what} in {tempfile.gettempdir()}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return NoSpaceError(
+                f"no space left for {where}",
+                hint="free space on the local disk, or point TMPDIR at a folder with room",
+            )
+        return BackendError(f"failed to write {where}: {exc}")
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.pwrite(self._fd, view, self.size)
+                self.size += n
+                view = view[n:]
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def pieces(self) -> Iterator[bytes]:
+        """The bytes from the start, ``SPOOL_PIECE`` at a time."""
+        piece = SPOOL_PIECE
+        offset = 0
+        while offset < self.size:
+            with self._lock:  # never read through a descriptor closed (and reused) meanwhile
+                if self._file.closed:
+                    raise BackendError(f"{self._what}: its local spool file was dropped")
+                try:
+                    data = os.pread(self._fd, min(piece, self.size - offset), offset)
+                except OSError as exc:
+                    raise self._error(exc) from exc
+            if not data:
+                raise BackendError(f"{self._what}: its local spool file ended early")
+            offset += len(data)
+            yield data
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class SpooledWrite:
+    """A :class:`PendingWrite` that gathers the value in a :class:`Spool` on the local
+    disk and hands it at ``commit`` to ``store(key, spool, if_absent)``, which writes it
+    to the store from the spool's start.
+
+    Memory stays at one piece however large the value and however many values are on
+    their way; and ``commit`` may be called again after a transient failure (it reads
+    the spool afresh), so a wrapper can retry it (``repeatable_commit``).
+    """
+
+    repeatable_commit = True
+
+    def __init__(self, store: Callable[[str, Spool, bool], None], what: str) -> None:
+        self._store = store
+        self._spool: Spool | None = Spool(what)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._spool is None:
+            raise ValueError("write to a committed or aborted value")
+        self._spool.append(data)
+
+    def commit(self, key: str, *, if_absent: bool = False) -> None:
+        if self._spool is None:
+            raise ValueError("commit of a committed or aborted value")
+        self._store(key, self._spool, if_absent)
+        self.abort()
+
+    def abort(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
 def begin_write(backend: Backend) -> PendingWrite:
     """``backend.begin_write()`` where its class defines one, else a
     :class:`BufferedWrite` that ends in ``backend.write``.
@@ -138,6 +243,17 @@ def begin_write(backend: Backend) -> PendingWrite:
     """
     native = getattr(type(backend), "begin_write", None)
     return native(backend) if native is not None else BufferedWrite(backend)
+
+
+def make_folders(backend: Backend, prefixes: Iterable[str]) -> None:
+    """Have ``backend`` create the folders of these ``/``-terminated prefixes now, where
+    its class defines ``make_folders`` (a folder backend), so that the first write
+    under each does not pay for creating it; elsewhere nothing (an object store has no
+    folders). Best effort: a folder that cannot be made now is made by the write that
+    needs it, or that write reports the error."""
+    native = getattr(type(backend), "make_folders", None)
+    if native is not None:
+        native(backend, [validate_prefix(p) for p in prefixes if p])
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ import secrets
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cas.errors import (
@@ -35,10 +35,11 @@ from cas.errors import (
 )
 from cas.store.base import (
     TEMP_SUFFIX,
-    BufferedWrite,
     Capabilities,
     KeyInfo,
     PendingWrite,
+    Spool,
+    SpooledWrite,
     is_valid_key,
     resolve_range,
     validate_key,
@@ -326,6 +327,7 @@ class LocalDirBackend:
             max_connections=4,
             cache_data=self._cache_data,
             streaming_write=self._local_disk,
+            values_in_memory=False,  # streamed onto a local disk, else spooled
             # On a local disk every reader goes through this kernel: a write is visible
             # to all of them once it returns, in the order written. A FUSE mount (Drive)
             # or a network share is seen by other machines later, in any order.
@@ -369,18 +371,28 @@ class LocalDirBackend:
         return data
 
     def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
+        self._write_pieces(key, (data,), if_absent)
+
+    def _write_spool(self, key: str, spool: Spool, if_absent: bool) -> None:
+        self._write_pieces(key, spool.pieces(), if_absent)
+
+    def _write_pieces(self, key: str, pieces: Iterable[bytes | bytearray], if_absent: bool) -> None:
+        """Write ``pieces`` to a temp file beside ``key``, then put it in place."""
         path = self._path(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
             fd = _create_temp(tmp)
             try:
-                _write_all(fd, data)
+                for data in pieces:
+                    _write_all(fd, data)
             except BaseException:
                 os.close(fd)
                 raise
-        except OSError as exc:
+        except BaseException as exc:
             _unlink_quietly(tmp)
-            raise translate_os_error(exc, key, "write") from exc
+            if isinstance(exc, OSError):
+                raise translate_os_error(exc, key, "write") from exc
+            raise
         self._put_in_place(fd, tmp, key, if_absent)
 
     def _put_in_place(self, fd: int, tmp: Path, key: str, if_absent: bool) -> None:
@@ -411,9 +423,23 @@ class LocalDirBackend:
         if self._fsync:
             _fsync_dir(path.parent)
 
+    def make_folders(self, prefixes: Iterable[str]) -> None:
+        """Create the folders of ``prefixes`` (see :func:`cas.store.base.make_folders`):
+        on a Drive mount each folder a write finds missing costs a failed create and a
+        mkdir per level, round trips a new store would otherwise pay in its first
+        commit."""
+        for prefix in prefixes:
+            try:
+                (self.root / validate_prefix(prefix)).mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # best effort: the first write there creates it, or reports why not
+
     def begin_write(self) -> PendingWrite:
         if not self._local_disk:
-            return BufferedWrite(self)
+            # Gathered on the local disk, then written whole: a Drive mount that drops
+            # halfway through a write can be retried from the spool, and many packs may
+            # be on their way at once without holding any of them in memory.
+            return SpooledWrite(self._write_spool, f"a value on its way to {self.root}")
         return _FileWrite(self)
 
     def _link_into_place(self, tmp: Path, path: Path, key: str) -> None:

@@ -11,11 +11,19 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from cas.errors import BackendError, BackendUnavailableError
-from cas.store.base import Backend, BufferedWrite, Capabilities, KeyInfo, PendingWrite, begin_write
+from cas.store.base import (
+    Backend,
+    BufferedWrite,
+    Capabilities,
+    KeyInfo,
+    PendingWrite,
+    begin_write,
+    make_folders,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +87,18 @@ class RetryingBackend:
         self._call(f"write {key}", lambda: self.inner.write(key, data, if_absent=if_absent))
 
     def begin_write(self) -> PendingWrite:
-        """The inner backend's stream where it has one (a local disk: nothing to retry),
-        else a buffered value whose one ``write`` at commit is retried like any other."""
+        """The inner backend's stream where it has one (a local disk: nothing to retry);
+        a value spooled on the local disk, whose commit is retried; else a buffered
+        value whose one ``write`` at commit is retried like any other."""
         pending = begin_write(self.inner)
         if isinstance(pending, BufferedWrite):
             return BufferedWrite(self)  # its write at commit goes through the retries
+        if getattr(pending, "repeatable_commit", False):
+            return _RetriedCommit(self, pending)
         return pending
+
+    def make_folders(self, prefixes: Iterable[str]) -> None:
+        make_folders(self.inner, prefixes)  # best effort: nothing to retry
 
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         # A listing is materialised so that a failure midway is retried as a whole.
@@ -98,3 +112,26 @@ class RetryingBackend:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class _RetriedCommit:
+    """A pending write whose ``commit`` may be repeated (it keeps its bytes), committed
+    through the retries."""
+
+    def __init__(self, backend: RetryingBackend, inner: PendingWrite) -> None:
+        self._backend = backend
+        self._inner = inner
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._inner.write(data)
+
+    def commit(self, key: str, *, if_absent: bool = False) -> None:
+        try:
+            self._backend._call(
+                f"write {key}", lambda: self._inner.commit(key, if_absent=if_absent)
+            )
+        finally:
+            self._inner.abort()  # its bytes are let go whether it landed or not
+
+    def abort(self) -> None:
+        self._inner.abort()

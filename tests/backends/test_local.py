@@ -8,9 +8,11 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
+import cas.store.base as base_module
 import cas.store.local as local_module
 from cas.errors import (
     AlreadyExistsError,
@@ -20,7 +22,7 @@ from cas.errors import (
     ObjectNotFoundError,
     PermissionDeniedError,
 )
-from cas.store.base import TEMP_SUFFIX, BufferedWrite
+from cas.store.base import TEMP_SUFFIX, SpooledWrite
 from cas.store.local import LocalDirBackend, translate_os_error
 from cas.store.retry import RetryingBackend
 from tests.backends.contract import BackendContract
@@ -32,12 +34,15 @@ class LocalHarness:
     # The version token is size + mtime_ns; mtime moves with the kernel's coarse clock.
     same_size_rewrite_changes_version = True
 
-    def __init__(self, root: Path, *, fsync: bool) -> None:
+    def __init__(self, root: Path, *, fsync: bool, fstype: str | None = "ext4") -> None:
         self.root = root
         self.fsync = fsync
+        self.fstype = fstype
 
     def make(self) -> LocalDirBackend:
-        return LocalDirBackend(self.root, fsync=self.fsync)
+        # As found on a local disk (values streamed) or on a Drive mount (spooled).
+        with mock.patch.object(local_module, "filesystem_type", return_value=self.fstype):
+            return LocalDirBackend(self.root, fsync=self.fsync)
 
     def raw_write(self, key: str, data: bytes) -> None:
         path = self.root / key
@@ -55,9 +60,13 @@ class LocalHarness:
         return True
 
 
-@pytest.fixture(params=[False, True], ids=["no-fsync", "fsync"])
+@pytest.fixture(
+    params=[(False, "ext4"), (True, "ext4"), (True, "fuse.drive")],
+    ids=["no-fsync", "fsync", "drive-mount"],
+)
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> LocalHarness:
-    return LocalHarness(tmp_path / "store", fsync=request.param)
+    fsync, fstype = request.param
+    return LocalHarness(tmp_path / "store", fsync=fsync, fstype=fstype)
 
 
 class TestLocalDirBackend(BackendContract):
@@ -471,16 +480,19 @@ def test_values_stream_only_onto_a_local_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fstype: str | None, streams: bool
 ) -> None:
     """A local disk has no transient failures to retry; on a Drive mount or a network
-    share a value is written whole, so a dropped connection can be retried. Only a local
-    disk shows writes in order to every reader (they all go through this kernel); a Drive
-    mount or a network share shows other machines' writes late and in any order, so a
-    young ref entry there is checked pack by pack before it is trusted."""
+    share a value is spooled on the local disk and written whole, so a dropped
+    connection can be retried — never held in memory, so several packs may be on their
+    way at once. Only a local disk shows writes in order to every reader (they all go
+    through this kernel); a Drive mount or a network share shows other machines' writes
+    late and in any order, so a young ref entry there is checked pack by pack before it
+    is trusted."""
     monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
     backend = LocalDirBackend(tmp_path)
     assert backend.capabilities.streaming_write is streams
     assert backend.capabilities.ordered_visibility is streams
+    assert backend.capabilities.values_in_memory is False
     pending = backend.begin_write()
-    assert isinstance(pending, BufferedWrite) is not streams
+    assert isinstance(pending, SpooledWrite) is not streams
     pending.write(b"abc")
     pending.commit("packs/00/x")
     assert backend.read("packs/00/x") == b"abc"
@@ -509,26 +521,72 @@ def test_retrying_backend_streams_onto_a_local_disk_and_retries_elsewhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through RetryingBackend, a local disk's stream is used as it is; elsewhere the
-    value is gathered and its one write at commit is retried like any other."""
+    value is spooled on the local disk and its commit is retried, each attempt writing
+    it whole from the spool's start: a mount that drops halfway through a pack (after
+    some of its bytes went out) still ends with the whole pack under its name."""
     local = RetryingBackend(LocalDirBackend(tmp_path / "a"), sleep=lambda s: None)
-    assert not isinstance(local.begin_write(), BufferedWrite)
+    assert not isinstance(local.begin_write(), SpooledWrite)
 
     monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    monkeypatch.setattr(base_module, "SPOOL_PIECE", 4)
     inner = LocalDirBackend(tmp_path / "b")
-    calls = []
-    real_write = inner.write
+    writes: list[bytes] = []
+    real_write_all = local_module._write_all
 
-    def flaky(key: str, data: bytes, *, if_absent: bool = False) -> None:
-        calls.append(key)
-        if len(calls) == 1:
-            raise BackendUnavailableError("Transport endpoint is not connected")
-        real_write(key, data, if_absent=if_absent)
+    def dropping(fd: int, data: bytes) -> None:
+        writes.append(bytes(data))
+        if len(writes) == 2:  # the mount drops after the first piece went out
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        real_write_all(fd, data)
 
-    monkeypatch.setattr(inner, "write", flaky)
+    monkeypatch.setattr(local_module, "_write_all", dropping)
     drive = RetryingBackend(inner, sleep=lambda s: None)
     pending = drive.begin_write()
-    assert isinstance(pending, BufferedWrite)
-    pending.write(b"pack bytes")
+    pending.write(b"pack ")
+    pending.write(b"bytes")
     pending.commit("packs/00/y", if_absent=True)
-    assert calls == ["packs/00/y", "packs/00/y"]
+    assert drive.retries == 1
+    assert writes == [b"pack", b" byt", b"pack", b" byt", b"es"]
     assert inner.read("packs/00/y") == b"pack bytes"
+    assert sorted(p.name for p in (tmp_path / "b" / "packs" / "00").iterdir()) == ["y"]
+    pending.abort()  # harmless after commit
+
+
+def test_a_spooled_value_gives_up_on_a_permanent_error_and_leaves_no_temp_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    inner = LocalDirBackend(tmp_path)
+    drive = RetryingBackend(inner, sleep=lambda s: None)
+    pending = drive.begin_write()
+    pending.write(b"pack bytes")
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local_module, "_write_all", full)
+    with pytest.raises(NoSpaceError):
+        pending.commit("packs/00/z", if_absent=True)
+    assert drive.retries == 0
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    with pytest.raises(ValueError, match="committed or aborted"):
+        pending.write(b"more")  # its spool was let go
+
+
+def test_a_full_local_disk_while_spooling_names_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    pending = LocalDirBackend(tmp_path).begin_write()
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(base_module.os, "pwrite", full)
+    with pytest.raises(NoSpaceError) as info:
+        pending.write(b"pack bytes")
+    assert "local spool file" in info.value.message
+    assert "TMPDIR" in (info.value.hint or "")
+    monkeypatch.undo()
+    pending.abort()
+    assert list(tmp_path.iterdir()) == []

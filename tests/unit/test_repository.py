@@ -40,6 +40,7 @@ from cas.repository import Repository, WriteSession
 from cas.store.base import TEMP_SUFFIX, Backend, Capabilities
 from cas.store.local import LocalDirBackend
 from cas.store.memory import MemoryBackend
+from cas.store.retry import RetryingBackend
 from tests.conftest import SMALL_CHUNKER, SMALL_PACK
 
 
@@ -116,6 +117,34 @@ def test_create_then_open(backend: RecordingBackend) -> None:
 def test_create_with_another_default_branch(backend: RecordingBackend) -> None:
     repo = _create(backend, default_branch="trunk")
     assert repo.refs.state("HEAD").symbolic == "heads/trunk"
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["links", "no-links"])
+def test_create_makes_the_folders_every_commit_writes_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    """A new folder store has its fixed folders at once, so its first commit does not
+    pay for them (on a Drive mount, a failed create and a mkdir per level each); they
+    are folders, not keys. Claim folders only where claims are written."""
+    root = tmp_path / "store"
+    backend = RetryingBackend(LocalDirBackend(root, fsync=False))
+    if not links:
+        monkeypatch.setattr(LocalDirBackend, "capabilities", property(_no_links_capabilities))
+    _create(backend, default_branch="dev/x")
+    folders = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir())
+    expected = ["commits", "index", "refs", "refs/heads", "refs/heads/dev%2fx"]
+    expected += ["refs/store-head", "refs/tags"]
+    if links:
+        expected += ["refs/claims", "refs/claims/heads", "refs/claims/heads/dev%2fx"]
+        expected += ["refs/claims/store-head"]
+    assert folders == sorted(expected)
+    keys = [k.key for k in backend.list("")]
+    assert {k.split("/")[0] for k in keys} == {"config", "refs"}
+    _create(MemoryBackend())  # no folders there: nothing to make
+
+
+def _no_links_capabilities(self: LocalDirBackend) -> Capabilities:
+    return Capabilities(conditional_write=False, values_in_memory=False)
 
 
 def test_create_twice_is_refused(backend: RecordingBackend) -> None:
@@ -494,6 +523,59 @@ def test_session_back_pressure_bounds_the_packs_held_in_memory() -> None:
     session.close()
     for raw in blobs:
         assert repo.read_blob(hash_bytes(raw)) == raw
+
+
+def test_spooled_packs_go_out_as_many_at_once_as_the_backend_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Drive mount each pack waits in a spool file on the local disk, not in
+    memory, so up to ``max_connections`` are on their way at once (each one's round
+    trips overlap the others' bytes); a backend that holds values in memory gets two."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    backend = LocalDirBackend(tmp_path / "store", fsync=False)
+    assert not backend.capabilities.values_in_memory
+    repo = _create(backend)
+    gate = threading.Event()
+    started: list[str] = []
+    real_create = local_module._create_temp
+
+    def gated(tmp: Path) -> int:
+        if tmp.parent.parent.name == "packs":
+            started.append(tmp.name)
+            gate.wait(30)
+        return real_create(tmp)
+
+    monkeypatch.setattr(local_module, "_create_temp", gated)
+    blob = 10_000
+    blobs = [random.Random(i).randbytes(blob) for i in range(10 * SMALL_PACK // blob)]
+    session = repo.new_session()
+    done = threading.Event()
+
+    def produce() -> None:
+        try:
+            for raw in blobs:
+                bid = hash_bytes(raw)
+                if session.reserve(bid):
+                    session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+        finally:
+            done.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    for _ in range(3000):
+        if len(started) == backend.capabilities.max_connections or done.wait(0.01):
+            break
+    time.sleep(0.2)  # room for a fifth, were the pool larger
+    assert not done.is_set()
+    assert len(started) == backend.capabilities.max_connections == 4
+    gate.set()
+    producer.join(timeout=60)
+    session.flush()
+    session.close()
+    for raw in blobs:
+        assert repo.read_blob(hash_bytes(raw)) == raw
+    assert not [p for p in (tmp_path / "store").rglob("*") if TEMP_SUFFIX in p.name]
+    assert WriteSession(_create(MemoryBackend()))._max_uploads == repository.BUFFERED_UPLOADS
 
 
 class FailingPacks:
