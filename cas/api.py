@@ -664,10 +664,13 @@ class Repo:
                     )
         return labels
 
-    def show(self, ref: str = "HEAD") -> LogEntry:
-        """One commit with its labels."""
+    def show(self, ref: str = "HEAD", *, labels: bool = True) -> LogEntry:
+        """One commit with its labels (the branches and tags at it); ``labels=False``
+        leaves them out and does not list the store's refs (a round trip per ref folder
+        on a Drive mount)."""
         cid = self._resolve(ref)
-        return LogEntry(cid, self.repository.load_commit(cid), tuple(self._labels().get(cid, ())))
+        names = tuple(self._labels().get(cid, ())) if labels else ()
+        return LogEntry(cid, self.repository.load_commit(cid), names)
 
     def _resolve(self, ref: str) -> ObjectId:
         if ref == "HEAD":

@@ -117,9 +117,9 @@ def _visibility_problem(repo: Repository, commit_id: ObjectId, written_ns: int) 
                 if loc is None:
                     raise MissingDataError(f"chunk {c.chunk_id.hex()} is in no indexed pack yet")
                 packs.add(loc.pack_id)
-        for pid in packs:
-            if not repo.has_pack(pid):
-                raise MissingDataError(f"pack {pid.hex()} is not on the store yet")
+        missing = repo.missing_packs(sorted(packs))
+        if missing:
+            raise MissingDataError(f"pack {missing[0].hex()} is not on the store yet")
     except (ObjectNotFoundError, MissingDataError, HashMismatchError, ShortReadError) as exc:
         return exc
     repo.cache.put(seen_key, b"")

@@ -17,9 +17,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from cas._faults import crash_point
 from cas.cache import LocalCache
@@ -44,7 +45,7 @@ from cas.errors import (
 )
 from cas.hashing import StreamHasher, hash_bytes
 from cas.ids import ObjectId
-from cas.index import BlobLocation, ChunkIndex, encode_segment, parse_segment
+from cas.index import BlobLocation, ChunkIndex, ParsedSegment, encode_segment, parse_segment
 from cas.layout import (
     COMMITS,
     CONFIG_KEY,
@@ -66,6 +67,11 @@ log = logging.getLogger(__name__)
 # A metadata pack up to this size is fetched whole (and cached) when one of its trees is
 # read: one request instead of one per directory.
 TREE_PACK_PREFETCH = 8 << 20
+# Small requests (a stat, an index segment) sent at once where many are needed.
+PARALLEL_REQUESTS = 8
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Repository:
@@ -173,21 +179,28 @@ class Repository:
         with self._index_lock:
             if self._index_loaded and not refresh:
                 return self.index
-            parsed = []
+            todo = []
             for info in self.backend.list(INDEX):
                 seg_id = parse_object_key(info.key, INDEX)
-                if seg_id is None or seg_id in self._segments:
-                    continue
+                if seg_id is not None and seg_id not in self._segments:
+                    todo.append((info.key, seg_id))
+
+            def read(item: tuple[str, ObjectId]) -> tuple[ObjectId, ParsedSegment] | None:
+                key, seg_id = item
                 what = f"index segment {seg_id.short}"
                 try:
-                    data = self._read_verified(info.key, seg_id, what)
-                    parsed.append(parse_segment(data, what))
+                    return seg_id, parse_segment(self._read_verified(key, seg_id, what), what)
                 except (IntegrityError, ObjectNotFoundError) as exc:
                     # Derived data: a segment still being uploaded (a zero-byte Drive
                     # "ghost") or damaged is skipped; `cas repair` rebuilds the index.
                     log.warning("skipping %s: %s", what, exc)
-                    continue
-                self._segments.add(seg_id)
+                    return None
+
+            parsed = []
+            for got in self.in_parallel(read, todo):
+                if got is not None:
+                    self._segments.add(got[0])
+                    parsed.append(got[1])
             self.index.add_parsed(parsed)
             self._index_loaded = True
             return self.index
@@ -348,6 +361,27 @@ class Repository:
     def has_pack(self, pack_id: ObjectId) -> bool:
         """True when the pack is on the store (or cached whole, hence verified)."""
         return self._has(pack_key(pack_id))
+
+    def missing_packs(self, pack_ids: Iterable[ObjectId]) -> list[ObjectId]:
+        """The packs of ``pack_ids`` that are not on the store, asked in parallel."""
+        ids = list(pack_ids)
+        return [
+            p
+            for p, there in zip(ids, self.in_parallel(self.has_pack, ids), strict=True)
+            if not there
+        ]
+
+    def in_parallel(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(x) for x in items]``, with up to ``PARALLEL_REQUESTS`` (or the backend's
+        ``max_connections``, if more) running at once: a store answers each small request
+        after a round trip (tens of milliseconds on a Drive mount), not after its bytes.
+        The first error is raised once every call has ended."""
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        n = min(len(items), max(PARALLEL_REQUESTS, self.backend.capabilities.max_connections))
+        with ThreadPoolExecutor(n, thread_name_prefix="cas-request") as pool:
+            futures = [pool.submit(fn, x) for x in items]
+        return [f.result() for f in futures]
 
     def _has(self, key: str) -> bool:
         if self.cache.has(key):

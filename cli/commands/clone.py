@@ -49,5 +49,5 @@ def clone(opts: Options, store: str, directory: Path, ref: str | None, force: bo
             f"Cloned {store} into {repo.root} at {head.commit.short}"
             + (f" (branch {head.branch})" if head.branch else " (detached)")
         )
-        entry = repo.show("HEAD")
+        entry = repo.show("HEAD", labels=False)
         echo(f"{entry.commit.stats.files} files, {human_bytes(entry.commit.stats.bytes)}")

@@ -142,6 +142,9 @@ def test_log_order_and_labels(mini_store: StoreUnderTest, tmp_path):
         show = repo.show("v2")
         assert show.commit_id == v2 and show.commit.message == "v2"
         assert repo.show().commit_id == c3.commit_id  # HEAD: the worktree's version
+        assert repo.show().refs == ("main",)
+        bare = repo.show("v1", labels=False)  # no listing of the refs
+        assert bare.commit_id == v1 and bare.refs == ()
         assert repo.show(c3.commit_id.hex()[:10]).commit_id == c3.commit_id
         # --all: every branch and tag, newest first.
         repo.checkout("side")
