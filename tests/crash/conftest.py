@@ -79,8 +79,8 @@ class Scene:
     def cas(self, *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI in a subprocess; with ``crash``, killed at that crash point."""
         cmd = [sys.executable, "-m", "cas_cli"]
-        if crash is not None:
-            cmd = [sys.executable, str(DRIVER), crash, "exit", "--"]
+        if crash is not None or os.environ.get("CAS_TEST_FSTYPE"):
+            cmd = [sys.executable, str(DRIVER), crash or "none", "exit", "--"]
         return subprocess.run(
             [*cmd, "-C", str(self.wt), *args],
             capture_output=True,

@@ -5,6 +5,11 @@ Usage: ``python driver.py POINT[@N] ACTION -- CAS ARGS...``
 At the N-th time (default 1) the library reaches crash point POINT, ACTION happens:
 ``exit`` ends the process at once with ``os._exit(137)`` (as SIGKILL would: no cleanup,
 no flush), ``sigint`` sends the process a Ctrl-C, ``barrier:DIR:N`` waits for N peers.
+POINT ``none`` runs the CLI without a hook.
+
+With ``CAS_TEST_FSTYPE`` set (say to ``fuse.drive``), every folder store is taken to be on
+a filesystem of that type: on a FUSE mount packs are spooled on the local disk and
+written whole, as on Google Drive.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 import time
 
 from cas import _faults
+from cas.store import local as local_backend
 from cas_cli.main import main
 
 
@@ -50,5 +56,9 @@ if __name__ == "__main__":
     spec, action, sep, *args = sys.argv[1:]
     if sep != "--":
         raise SystemExit("usage: driver.py POINT[@N] ACTION -- ARGS")
-    install(spec, action)
+    fstype = os.environ.get("CAS_TEST_FSTYPE")
+    if fstype:
+        local_backend.filesystem_type = lambda path, *rest: fstype
+    if spec != "none":
+        install(spec, action)
     sys.exit(main(args))

@@ -61,6 +61,37 @@ def test_commit_killed_at_a_crash_point(scene: Scene, point: str) -> None:
     assert log[-1]["refs"] == ["tag: v1"]
 
 
+DRIVE_POINTS = ["after-pack-upload@1", "after-pack-upload@6", "after-index-write@1"]
+
+
+@pytest.mark.parametrize("point", DRIVE_POINTS)
+def test_commit_to_a_drive_mount_killed_at_a_crash_point(
+    scene: Scene, point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Drive mount each pack is spooled in an anonymous local file and several are
+    on their way at once: a kill leaves no spool file (it has no name), at most temp names
+    on the store, and a rerun reuses the checkpointed packs."""
+    if scene.store.kind != "folder":
+        pytest.skip("a Drive mount is a folder store")
+    spool = scene.tmp / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("CAS_TEST_FSTYPE", "fuse.drive")  # read by driver.py
+    monkeypatch.setenv("TMPDIR", str(spool))
+    full = _full_commit_bytes(scene)
+    r = scene.cas("commit", "-m", "v2", crash=point)
+    assert r.returncode == 137, r.stderr
+    assert list(spool.iterdir()) == []
+    assert scene.clone_digest("v1", "after-kill") == scene.v1
+    assert scene.verify_problems() == []
+    r = scene.cas("--json", "commit", "-m", "v2")
+    assert r.returncode == 0, r.stderr
+    if point == "after-index-write@1":
+        assert json.loads(r.stdout)["bytes_stored"] < full
+    assert scene.clone_digest("main", "after-rerun") == scene.v2
+    assert scene.verify_problems() == []
+    assert list(spool.iterdir()) == []
+
+
 @pytest.mark.parametrize("point", ["mid-checkout", "before-checkout-delete", "mid-checkout-rename"])
 def test_checkout_killed_leaves_old_or_new_files(scene: Scene, point: str) -> None:
     assert scene.cas("commit", "-m", "v2", "--tag", "v2").returncode == 0
