@@ -667,9 +667,14 @@ def test_an_aborted_session_indexes_exactly_the_packs_that_landed(failure: str) 
 
 
 def _fill(repo: Repository, blobs: list[bytes], stop_at: int | None = None) -> None:
+    """Store ``blobs``; with ``stop_at``, a Ctrl-C at that blob once two packs landed
+    (how many have by then depends on the upload threads' pace, not on the test)."""
     with repo.new_session() as session:
         for i, raw in enumerate(blobs):
             if i == stop_at:
+                deadline = time.monotonic() + 30
+                while session.packs_written < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 raise KeyboardInterrupt
             bid = hash_bytes(raw)
             if session.reserve(bid):
