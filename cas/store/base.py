@@ -207,10 +207,8 @@ class SpooledWrite:
 
     Memory stays at one piece however large the value and however many values are on
     their way; and ``commit`` may be called again after a transient failure (it reads
-    the spool afresh), so a wrapper can retry it (``repeatable_commit``).
+    the spool afresh), so :class:`~cas.store.retry.RetryingBackend` retries it.
     """
-
-    repeatable_commit = True
 
     def __init__(self, store: Callable[[str, Spool, bool], None], what: str) -> None:
         self._store = store

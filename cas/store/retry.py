@@ -21,6 +21,7 @@ from cas.store.base import (
     Capabilities,
     KeyInfo,
     PendingWrite,
+    SpooledWrite,
     begin_write,
     make_folders,
 )
@@ -93,8 +94,8 @@ class RetryingBackend:
         pending = begin_write(self.inner)
         if isinstance(pending, BufferedWrite):
             return BufferedWrite(self)  # its write at commit goes through the retries
-        if getattr(pending, "repeatable_commit", False):
-            return _RetriedCommit(self, pending)
+        if isinstance(pending, SpooledWrite):
+            return _RetriedCommit(self, pending)  # it keeps its bytes: commit is repeatable
         return pending
 
     def make_folders(self, prefixes: Iterable[str]) -> None:
@@ -115,10 +116,10 @@ class RetryingBackend:
 
 
 class _RetriedCommit:
-    """A pending write whose ``commit`` may be repeated (it keeps its bytes), committed
-    through the retries."""
+    """A :class:`SpooledWrite` (whose ``commit`` may be repeated: it keeps its bytes),
+    committed through the retries."""
 
-    def __init__(self, backend: RetryingBackend, inner: PendingWrite) -> None:
+    def __init__(self, backend: RetryingBackend, inner: SpooledWrite) -> None:
         self._backend = backend
         self._inner = inner
 

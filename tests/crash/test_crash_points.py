@@ -64,6 +64,8 @@ def test_commit_killed_at_a_crash_point(scene: Scene, point: str) -> None:
 DRIVE_POINTS = ["after-pack-upload@1", "after-pack-upload@6", "after-index-write@1"]
 
 
+# A Drive mount is a folder store: this test runs on that kind only (never on S3).
+@pytest.mark.parametrize("store_kind", ["folder"])
 @pytest.mark.parametrize("point", DRIVE_POINTS)
 def test_commit_to_a_drive_mount_killed_at_a_crash_point(
     scene: Scene, point: str, monkeypatch: pytest.MonkeyPatch
@@ -71,8 +73,7 @@ def test_commit_to_a_drive_mount_killed_at_a_crash_point(
     """On a Drive mount each pack is spooled in an anonymous local file and several are
     on their way at once: a kill leaves no spool file (it has no name), at most temp names
     on the store, and a rerun reuses the checkpointed packs."""
-    if scene.store.kind != "folder":
-        pytest.skip("a Drive mount is a folder store")
+    assert scene.store.kind == "folder"
     spool = scene.tmp / "spool"
     spool.mkdir()
     monkeypatch.setenv("CAS_TEST_FSTYPE", "fuse.drive")  # read by driver.py

@@ -478,6 +478,32 @@ class GatedPacks:
         self.inner.write(key, data, if_absent=if_absent)
 
 
+def _add_all(session: WriteSession, blobs: list[bytes]) -> None:
+    for raw in blobs:
+        bid = hash_bytes(raw)
+        if session.reserve(bid):
+            session.add(bid, KIND_CHUNK, 0, len(raw), raw)
+
+
+def _producer(
+    session: WriteSession, blobs: list[bytes], done: threading.Event, errors: list[BaseException]
+) -> threading.Thread:
+    """A started thread adding ``blobs`` to ``session``; ``done`` is set when it stops,
+    and what it raised is appended to ``errors``."""
+
+    def produce() -> None:
+        try:
+            _add_all(session, blobs)
+        except BaseException as exc:  # pragma: no cover - reported by the caller
+            errors.append(exc)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    return t
+
+
 def test_session_back_pressure_bounds_the_packs_held_in_memory() -> None:
     """With uploads stalled, producers stop after max_uploads full packs + the open one."""
     gated = GatedPacks(MemoryBackend())
@@ -487,21 +513,7 @@ def test_session_back_pressure_bounds_the_packs_held_in_memory() -> None:
     session = repo.new_session()
     done = threading.Event()
     errors: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            for raw in blobs:
-                bid = hash_bytes(raw)
-                if session.reserve(bid):
-                    session.add(bid, KIND_CHUNK, 0, len(raw), raw)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            done.set()
-
-    producers = [threading.Thread(target=produce) for _ in range(3)]
-    for t in producers:
-        t.start()
+    producers = [_producer(session, blobs, done, errors) for _ in range(3)]
     bound = 3 * (SMALL_PACK + blob + 64)  # 2 packs uploading + the open one (+ a blob each)
     samples = []
     for _ in range(3000):  # until both upload threads hold a pack (at most 30 s)
@@ -550,18 +562,8 @@ def test_spooled_packs_go_out_as_many_at_once_as_the_backend_takes(
     blobs = [random.Random(i).randbytes(blob) for i in range(10 * SMALL_PACK // blob)]
     session = repo.new_session()
     done = threading.Event()
-
-    def produce() -> None:
-        try:
-            for raw in blobs:
-                bid = hash_bytes(raw)
-                if session.reserve(bid):
-                    session.add(bid, KIND_CHUNK, 0, len(raw), raw)
-        finally:
-            done.set()
-
-    producer = threading.Thread(target=produce)
-    producer.start()
+    errors: list[BaseException] = []
+    producer = _producer(session, blobs, done, errors)
     for _ in range(3000):
         if len(started) == backend.capabilities.max_connections or done.wait(0.01):
             break
@@ -570,6 +572,7 @@ def test_spooled_packs_go_out_as_many_at_once_as_the_backend_takes(
     assert len(started) == backend.capabilities.max_connections == 4
     gate.set()
     producer.join(timeout=60)
+    assert not errors
     session.flush()
     session.close()
     for raw in blobs:
