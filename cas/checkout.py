@@ -49,7 +49,7 @@ from cas.errors import (
     UnsafePathError,
 )
 from cas.hashing import StreamHasher, hash_bytes
-from cas.history import committed_file_ids, flatten_tree
+from cas.history import committed_file_ids, lookup_path
 from cas.ids import ObjectId
 from cas.index import BlobLocation
 from cas.layout import pack_key
@@ -90,6 +90,7 @@ _OFF_MASK = (1 << _OFF_BITS) - 1
 # folder, the readers creating files at once queued on its lock (a spinning one, which
 # burns the other core), and renaming out of a folder of 100k names cost more.
 _STAGE_DIR_BITS = 8
+_READ_LOCAL = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Filesystems whose fallocate(2) reserves blocks natively (elsewhere glibc's
 # posix_fallocate would write zeros over the whole file first).
@@ -100,7 +101,12 @@ PREALLOCATING_FILESYSTEMS = frozenset(
 
 @dataclass
 class CheckoutPlan:
-    """What a checkout will do."""
+    """What a checkout will do.
+
+    ``target`` holds the version's entries the checkout acts on: those of ``writes``,
+    of ``meta_only`` and every folder (their modes and mtimes are set last); files left
+    as they are only count in ``files``.
+    """
 
     target: dict[str, TreeEntry]
     writes: list[str] = field(default_factory=list)
@@ -109,6 +115,7 @@ class CheckoutPlan:
     deletes: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     local_content: dict[str, FileContent] = field(default_factory=dict)
+    files: int = 0  # files and symlinks of the version (within the paths checked out)
 
     @property
     def bytes_to_write(self) -> int:
@@ -165,155 +172,214 @@ def plan_checkout(
     *,
     paths: Iterable[str] | None = None,
 ) -> CheckoutPlan:
-    """Decide what to write, delete and keep; collect conflicts (does not raise on them)."""
+    """Decide what to write, delete and keep; collect conflicts (does not raise on them).
+
+    Folder by folder: each folder's target tree, its base tree (only where it differs
+    from the target's) and its listing on disk are compared, and only what the plan
+    acts on is kept — the entries to write or fix, the folders, and the disk entries
+    written over or deleted. A file already right is looked at (its stat-cache row, or
+    its bytes) and forgotten, so planning a switch between two close versions of a
+    folder of a million files holds their differences, not a million entries.
+    """
     scopes = None if paths is None else tuple("/".join(split_path(p)) for p in paths)
-    target = flatten_tree(repo, target_tree)
     if scopes is not None:
-        target = {
-            p: e
-            for p, e in target.items()
-            if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
-        }
-    # Only where the base version differs from the target (see _base_differences).
-    base: dict[str, TreeEntry] = {}
-    if base_tree is not None:
-        for bp, be in _base_differences(repo, base_tree, target):
-            if _in_scope(bp, scopes):
-                base[bp] = be
-    local = wt.scan()
-    if scopes is not None:
-        local = {
-            p: e
-            for p, e in local.items()
-            if _in_scope(p, scopes) or _is_under_scope_parent(p, scopes)
-        }
-    if scopes is not None:
-        missing = [s for s in scopes if s and s not in target and s not in base]
+        missing = [
+            s
+            for s in scopes
+            if s
+            and not _has_path(repo, target_tree, s)
+            and not (base_tree is not None and _has_path(repo, base_tree, s))
+        ]
         if missing:
             raise PathNotFoundError(missing[0], "the version to check out")
-    chunker = Chunker(repo.config.chunker)
-    plan = CheckoutPlan(target=target)
+    planner = _Planner(repo, wt, stat_cache, scopes)
+    planner.walk(target_tree, None if base_tree == target_tree else base_tree)
+    plan = planner.plan
+    for names in (plan.writes, plan.meta_only, plan.mkdirs, plan.deletes, plan.conflicts):
+        names.sort()
+    _add_unchanged_sources(plan, stat_cache, planner.kept)
+    _validate_parents(wt, plan, planner.kept)
+    return plan
 
-    def content(e: LocalEntry) -> FileContent:
-        c = plan.local_content.get(e.path)
+
+class _Planner:
+    """The walk of :func:`plan_checkout` and what it keeps."""
+
+    def __init__(
+        self, repo: Repository, wt: Worktree, stat_cache: StatCache, scopes: tuple[str, ...] | None
+    ) -> None:
+        self.repo = repo
+        self.wt = wt
+        self.stat_cache = stat_cache
+        self.scopes = scopes
+        self.chunker = Chunker(repo.config.chunker)
+        self.plan = CheckoutPlan(target={})
+        # The disk entries later steps look at: every folder (parents of what is
+        # written), and every file or link that is written over or deleted.
+        self.kept: dict[str, LocalEntry] = {}
+        self._committed: set[bytes] | None = None
+
+    def walk(self, target_tree: ObjectId, base_tree: ObjectId | None) -> None:
+        """Plan every folder, from the root down."""
+        listing = self.wt.lister()
+        # (folder, its target tree, its base tree where it differs from the target's,
+        # whether it is a folder on disk, doomed): a doomed folder is one the plan
+        # deletes, with everything in it.
+        folders: list[tuple[str, ObjectId | None, ObjectId | None, bool, bool]] = [
+            ("", target_tree, base_tree, True, False)
+        ]
+        while folders:
+            folder, t_tree, b_tree, on_disk, doomed = folders.pop()
+            targets = self._named(t_tree, folder)
+            bases = self._named(b_tree, folder)
+            local = listing(folder) if on_disk else {}
+            for name in sorted(targets.keys() | local.keys()):
+                path = join_path(folder, name)
+                if not self._in_view(path):
+                    continue
+                t, lo, b = targets.get(name), local.get(name), bases.get(name)
+                t_sub = t.oid if t is not None and t.kind == EntryKind.DIR else None
+                lo_dir = lo is not None and lo.kind == EntryKind.DIR
+                if t_sub is not None or lo_dir:
+                    b_sub = b.oid if b is not None and b.kind == EntryKind.DIR else None
+                    deleted = lo_dir and t_sub is None and (t is not None or self._in_scope(path))
+                    folders.append(
+                        (path, t_sub, None if b_sub == t_sub else b_sub, lo_dir, doomed or deleted)
+                    )
+                if b is not None and (b == t or not self._in_scope(path)):
+                    b = None  # equal to the target's entry, it decides nothing
+                self._entry(path, t, lo, b, doomed)
+
+    def _named(self, tree_id: ObjectId | None, folder: str) -> dict[str, TreeEntry]:
+        if tree_id is None:
+            return {}
+        return {e.name: e for e in self.repo.load_tree(tree_id, at_root=not folder).entries}
+
+    def _in_scope(self, path: str) -> bool:
+        return _in_scope(path, self.scopes)
+
+    def _in_view(self, path: str) -> bool:
+        return self.scopes is None or (
+            _in_scope(path, self.scopes) or _is_under_scope_parent(path, self.scopes)
+        )
+
+    def _entry(
+        self,
+        path: str,
+        t: TreeEntry | None,
+        lo: LocalEntry | None,
+        b: TreeEntry | None,
+        doomed: bool,
+    ) -> None:
+        """Plan one path: ``t`` the target's entry, ``lo`` the disk's, ``b`` the base's
+        (only where it differs from ``t``)."""
+        plan = self.plan
+        if t is not None:
+            if t.kind == EntryKind.DIR:
+                plan.target[path] = t
+            else:
+                plan.files += 1
+        if lo is not None and lo.kind == EntryKind.DIR:
+            self.kept[path] = lo
+        if t is not None and lo is not None:
+            if self._already(path, t, lo):
+                return
+            if not self._clean(lo, b):
+                plan.conflicts.append(path)
+            self.kept[path] = lo
+            if lo.kind == EntryKind.DIR or t.kind == EntryKind.DIR:
+                # A folder replaces a file or link, or the reverse: remove the old first.
+                plan.deletes.append(path)
+            if t.kind != EntryKind.DIR and lo.kind == EntryKind.FILE:
+                self._content(lo)  # its chunks are the best source for its new version
+        if t is not None:
+            if t.kind == EntryKind.DIR:
+                if lo is None or lo.kind != EntryKind.DIR:
+                    plan.mkdirs.append(path)
+            else:
+                plan.writes.append(path)
+                plan.target[path] = t
+        elif lo is not None and (doomed or self._in_scope(path)):
+            # The version lacks it: it goes, so that the folder is exactly the version.
+            # Content that is in no commit (new work) is a conflict unless forced. A
+            # folder is removed only once empty; ignored files (.casignore) keep theirs.
+            if lo.kind != EntryKind.DIR and not self._clean(lo, b):
+                plan.conflicts.append(path)
+            plan.deletes.append(path)
+            self.kept[path] = lo
+
+    def _already(self, path: str, t: TreeEntry, lo: LocalEntry) -> bool:
+        """True when the disk entry is what the target wants (its metadata fixed if not)."""
+        plan = self.plan
+        if t.kind == lo.kind == EntryKind.DIR:
+            if t.mode != lo.mode and self._in_scope(path):
+                plan.meta_only.append(path)
+            return True
+        if t.kind == lo.kind == EntryKind.SYMLINK and t.target == lo.target:
+            if t.mtime_ns != lo.mtime_ns:
+                plan.meta_only.append(path)
+                plan.target[path] = t
+            return True
+        if t.kind == lo.kind == EntryKind.FILE and t.size == lo.size:
+            # The stat cache's file id when it vouches for the file: no chunk list built.
+            oid = self.stat_cache.known_id(lo)
+            if oid is None:
+                oid = self._content(lo).oid
+            if oid != t.oid:
+                return False
+            if t.mode != lo.mode or t.mtime_ns != lo.mtime_ns:
+                plan.meta_only.append(path)
+                plan.target[path] = t
+            # Not kept: one content per file of the version would add up. If its chunks
+            # are needed elsewhere, _add_unchanged_sources finds them in the stat cache.
+            plan.local_content.pop(path, None)
+            return True
+        return False
+
+    def _content(self, e: LocalEntry) -> FileContent:
+        c = self.plan.local_content.get(e.path)
         if c is None:
-            c = plan.local_content[e.path] = local_content(wt, e, stat_cache, chunker)
+            c = self.plan.local_content[e.path] = local_content(
+                self.wt, e, self.stat_cache, self.chunker
+            )
         return c
 
-    committed: set[bytes] | None = None
-    unchanged: list[str] = []  # files already right, whose content was looked at
-
-    def clean(e: LocalEntry) -> bool:
-        """True when losing the local entry loses nothing: it is in some commit."""
-        nonlocal committed
-        b = base.get(e.path)
+    def _clean(self, e: LocalEntry, b: TreeEntry | None) -> bool:
+        """True when losing the disk entry loses nothing: it is in some commit."""
         if b is not None and b.kind == e.kind:
             if e.kind == EntryKind.DIR:
                 return True
             if e.kind == EntryKind.SYMLINK and b.target == e.target:
                 return True
-            if e.kind == EntryKind.FILE and b.size == e.size and content(e).oid == b.oid:
+            if e.kind == EntryKind.FILE and b.size == e.size and self._content(e).oid == b.oid:
                 return True
         if e.kind == EntryKind.DIR:
             return False
         # Not the base version's content: it may still be in another commit (say, a
         # version checked out for these paths only). Only then is it safe to replace.
-        if committed is None:
-            committed = committed_file_ids(repo)
+        if self._committed is None:
+            self._committed = committed_file_ids(self.repo)
         if e.kind == EntryKind.SYMLINK:
-            return hash_bytes(os.fsencode(e.target)) in committed
-        return content(e).oid in committed
-
-    for path in sorted(target.keys() | local.keys()):
-        t, lo = target.get(path), local.get(path)
-        if t is not None and lo is not None:
-            if t.kind == lo.kind == EntryKind.DIR:
-                if t.mode != lo.mode and _in_scope(path, scopes):
-                    plan.meta_only.append(path)
-                continue
-            if t.kind == lo.kind == EntryKind.SYMLINK and t.target == lo.target:
-                if t.mtime_ns != lo.mtime_ns:
-                    plan.meta_only.append(path)
-                continue
-            if (
-                t.kind == lo.kind == EntryKind.FILE
-                and t.size == lo.size
-                and content(lo).oid == t.oid
-            ):
-                if t.mode != lo.mode or t.mtime_ns != lo.mtime_ns:
-                    plan.meta_only.append(path)
-                # Not kept: one content per file of the version would add up. If its
-                # chunks are needed elsewhere, _add_unchanged_sources finds them again.
-                del plan.local_content[path]
-                unchanged.append(path)
-                continue
-            if not clean(lo):
-                plan.conflicts.append(path)
-            if lo.kind == EntryKind.DIR or t.kind == EntryKind.DIR:
-                # A folder replaces a file or link, or the reverse: remove the old first.
-                plan.deletes.append(path)
-            if t.kind == EntryKind.DIR:
-                plan.mkdirs.append(path)
-            else:
-                plan.writes.append(path)
-        elif t is not None:
-            (plan.mkdirs if t.kind == EntryKind.DIR else plan.writes).append(path)
-        elif lo is not None and _in_scope(path, scopes):
-            # The version lacks it: it goes, so that the folder is exactly the version.
-            # Content that is in no commit (new work) is a conflict unless forced. A
-            # folder is removed only once empty; ignored files (.casignore) keep theirs.
-            if lo.kind != EntryKind.DIR and not clean(lo):
-                plan.conflicts.append(path)
-            plan.deletes.append(path)
-    # Files that are not ours to delete but sit inside a directory we must replace.
-    doomed_dirs = [p for p in plan.deletes if local[p].kind == EntryKind.DIR]
-    for d in doomed_dirs:
-        for p in local:
-            if p.startswith(d + "/") and p not in plan.deletes and p not in target:
-                if not clean(local[p]):
-                    plan.conflicts.append(p)
-                plan.deletes.append(p)
-    for path in plan.writes:
-        e = local.get(path)
-        if e is not None and e.kind == EntryKind.FILE:
-            content(e)  # its chunks are the best source for its new version
-    _add_unchanged_sources(plan, unchanged, local, stat_cache)
-    _validate_parents(wt, plan, local)
-    return plan
+            return hash_bytes(os.fsencode(e.target)) in self._committed
+        return self._content(e).oid in self._committed
 
 
-def _base_differences(
-    repo: Repository, base_tree: ObjectId, target: dict[str, TreeEntry]
-) -> Iterator[tuple[str, TreeEntry]]:
-    """The base version's entries that differ from the target's at the same path.
-
-    The plan looks at the base entry of a path only when the disk entry there is not
-    already what the target wants, or when the target lacks the path; a base entry equal
-    to the target's then decides nothing (the disk entry fails the same comparison
-    against both). So equal entries are left out, and a folder whose tree id the target
-    has at the same path is not read at all: a version close to the target costs only
-    its differences.
-    """
-    stack = [(base_tree, "")]
-    while stack:
-        tree_id, prefix = stack.pop()
-        for e in repo.load_tree(tree_id, at_root=not prefix).entries:
-            path = join_path(prefix, e.name)
-            t = target.get(path)
-            if t is not None and t == e:
-                continue
-            yield path, e
-            if e.kind == EntryKind.DIR and not (
-                t is not None and t.kind == EntryKind.DIR and t.oid == e.oid
-            ):
-                stack.append((e.oid, path))
+def _has_path(repo: Repository, tree_id: ObjectId, path: str) -> bool:
+    try:
+        lookup_path(repo, tree_id, path, "the version")
+    except PathNotFoundError:
+        return False
+    return True
 
 
 def _add_unchanged_sources(
-    plan: CheckoutPlan, unchanged: list[str], local: dict[str, LocalEntry], stat_cache: StatCache
+    plan: CheckoutPlan, stat_cache: StatCache, local: dict[str, LocalEntry]
 ) -> None:
-    """Add to ``plan.local_content`` the files left as they are that hold chunks the
-    plan writes and no other local source has (their content is in the stat cache)."""
+    """Add to ``plan.local_content`` files of the worktree that hold chunks the plan
+    writes and no other local source has: the stat cache knows which (what it records
+    of files left as they are was checked while planning; a row gone stale since only
+    costs a fetch, as :meth:`_Staging.copy_local` hashes what it reads). Only files in
+    folders the planning walk saw on disk are used."""
     needed: set[bytes] = set()
     for path in plan.writes:
         t = plan.target[path]
@@ -323,13 +389,17 @@ def _add_unchanged_sources(
         needed.difference_update(ch.chunk_id for ch in c.chunks)
     if not needed:
         return
-    for path in unchanged:
-        known = stat_cache.lookup(local[path])
-        if known is not None and any(ch.chunk_id in needed for ch in known.chunks):
-            plan.local_content[path] = known
-            needed.difference_update(ch.chunk_id for ch in known.chunks)
-            if not needed:
-                return
+    for path, known in stat_cache.holding(needed):
+        parent = path.rpartition("/")[0]
+        folder = local.get(parent)
+        if path in plan.local_content or not (
+            parent == "" or (folder is not None and folder.kind == EntryKind.DIR)
+        ):
+            continue
+        plan.local_content[path] = known
+        needed.difference_update(ch.chunk_id for ch in known.chunks)
+        if not needed:
+            return
 
 
 def _validate_parents(wt: Worktree, plan: CheckoutPlan, local: dict[str, LocalEntry]) -> None:
@@ -821,8 +891,13 @@ class _Staging:
         t = _Tally()
         self.check()
         try:
-            fd = os.open(self.wt.abspath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # Non-blocking: what is there now may no longer be a file (say, a FIFO).
+            fd = os.open(self.wt.abspath(path), _READ_LOCAL)
         except OSError:
+            t.failed = [cid for _o, _l, cid in items]
+            return t
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             t.failed = [cid for _o, _l, cid in items]
             return t
         try:
@@ -1080,8 +1155,7 @@ def apply_checkout(
     stats = CheckoutStats(
         files_written=len(plan.writes),
         files_deleted=len(plan.deletes),
-        files_unchanged=sum(1 for e in plan.target.values() if e.kind != EntryKind.DIR)
-        - len(plan.writes),
+        files_unchanged=plan.files - len(plan.writes),
         bytes_written=plan.bytes_to_write,
         bytes_from_worktree=tally.worktree,
         bytes_from_cache=tally.cache,

@@ -22,7 +22,7 @@ import msgpack
 from cas.errors import CorruptObjectError, UnsafePathError, UnsupportedFormatError
 from cas.ids import ID_SIZE, ObjectId
 from cas.objects import ChunkRef, Commit, CommitStats, EntryKind, RefEntry, Tree, TreeEntry
-from cas.paths import check_name
+from cas.paths import MAX_NAME_BYTES, RESERVED_ROOT_NAMES, check_name
 
 TREE_VERSION = 1
 COMMIT_VERSION = 1
@@ -160,6 +160,26 @@ def decode_tree(data: bytes, what: str = "tree", *, at_root: bool = False) -> Tr
     return decode_guarded(lambda d, w: _decode_tree(d, w, at_root), data, what)
 
 
+_MIN_I64, _MAX_I64 = -(2**63), 2**63 - 1
+_KINDS = tuple(EntryKind(i) for i in range(3))
+
+
+def _checked_row(r: Any, what: str, last: bytes | None) -> tuple[bytes, int, int, int, int, bytes]:
+    """The first six fields of a tree row, each checked (raises on the first bad one)."""
+    r = _list(r, what, "entry")
+    _expect(len(r) == 7, what, "entry does not have 7 fields")
+    raw_name = _bytes(r[0], what, "name")
+    _expect(last is None or raw_name > last, what, "names not sorted or duplicated")
+    return (
+        raw_name,
+        _int(r[1], what, "kind", 0, 2),
+        _int(r[2], what, "mode", 0, 0o7777),
+        _int(r[3], what, "mtime_ns", _MIN_I64, _MAX_I64),
+        _int(r[4], what, "size"),
+        _oid(r[5], what, "oid"),
+    )
+
+
 def _decode_tree(data: bytes, what: str, at_root: bool) -> Tree:
     top = _list(unpack_untrusted(data, what), what, "tree")
     _expect(len(top) == 3 and top[0] == "tree", what, "type tag is not 'tree'")
@@ -170,25 +190,46 @@ def _decode_tree(data: bytes, what: str, at_root: bool) -> Tree:
     entries: list[TreeEntry] = []
     last: bytes | None = None
     for row in _list(top[2], what, "entries"):
-        r = _list(row, what, "entry")
-        _expect(len(r) == 7, what, "entry does not have 7 fields")
-        raw_name = _bytes(r[0], what, "name")
-        _expect(last is None or raw_name > last, what, "names not sorted or duplicated")
+        if (  # the common, valid row, checked in one expression (trees can be large)
+            type(row) is list
+            and len(row) == 7
+            and type(row[0]) is bytes
+            and (last is None or row[0] > last)
+            and type(row[1]) is int
+            and 0 <= row[1] <= 2
+            and type(row[2]) is int
+            and 0 <= row[2] <= 0o7777
+            and type(row[3]) is int
+            and _MIN_I64 <= row[3] <= _MAX_I64
+            and type(row[4]) is int
+            and 0 <= row[4] <= _MAX_I64
+            and type(row[5]) is bytes
+            and len(row[5]) == ID_SIZE
+        ):
+            raw_name, kind_n, mode, mtime, size, raw_oid, extra = row
+        else:
+            raw_name, kind_n, mode, mtime, size, raw_oid = _checked_row(row, what, last)
+            extra = row[6]
         last = raw_name
-        name = check_name(os.fsdecode(raw_name), at_root=at_root)
-        kind_n = _int(r[1], what, "kind", 0, 2)
-        kind = EntryKind(kind_n)
-        mode = _int(r[2], what, "mode", 0, 0o7777)
-        mtime = _int(r[3], what, "mtime_ns", -(2**63), 2**63 - 1)
-        size = _int(r[4], what, "size")
-        oid = _oid(r[5], what, "oid")
+        name = os.fsdecode(raw_name)
+        if (
+            not name
+            or name in (".", "..")
+            or "/" in name
+            or "\x00" in name
+            or len(raw_name) > MAX_NAME_BYTES
+            or (at_root and name in RESERVED_ROOT_NAMES)
+        ):
+            check_name(name, at_root=at_root)  # raises, naming what is wrong
+        kind = _KINDS[kind_n]
+        oid = ObjectId(raw_oid)
         chunks: tuple[ChunkRef, ...] = ()
         target = ""
-        if kind == EntryKind.FILE:
-            if r[6] is None:
+        if kind is EntryKind.FILE:
+            if extra is None:
                 chunks = (ChunkRef(oid, size),) if size else ()
             else:
-                pair = _list(r[6], what, "chunks")
+                pair = _list(extra, what, "chunks")
                 _expect(len(pair) == 2, what, "chunk list is not [ids, sizes]")
                 ids = _bytes(pair[0], what, "chunk ids")
                 sizes = _list(pair[1], what, "chunk sizes")
@@ -201,11 +242,11 @@ def _decode_tree(data: bytes, what: str, at_root: bool) -> Tree:
                     for i, s in enumerate(sizes)
                 )
                 _expect(sum(c.size for c in chunks) == size, what, "chunk sizes do not add up")
-        elif kind == EntryKind.SYMLINK:
-            target = os.fsdecode(_bytes(r[6], what, "target"))
+        elif kind is EntryKind.SYMLINK:
+            target = os.fsdecode(_bytes(extra, what, "target"))
             _expect(bool(target) and "\x00" not in target, what, "bad symlink target")
         else:
-            _expect(r[6] is None, what, "directory entry with extra data")
+            _expect(extra is None, what, "directory entry with extra data")
         entries.append(TreeEntry(name, kind, mode, mtime, size, oid, chunks, target))
     return Tree(tuple(entries))
 

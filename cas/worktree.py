@@ -241,6 +241,11 @@ def listing_digest(entries: list[Stat], subtrees: list[bytes]) -> bytes:
     return bytes(hash_bytes(msgpack.packb([entries, subtrees], use_bin_type=True)))
 
 
+def _holds(ids: bytes, chunk_ids: Container[bytes]) -> bool:
+    """True when one of the concatenated ids ``ids`` is in ``chunk_ids``."""
+    return any(ids[i : i + ID_SIZE] in chunk_ids for i in range(0, len(ids), ID_SIZE))
+
+
 def _split(path: str) -> tuple[bytes, bytes]:
     parent, _, name = os.fsencode(path).rpartition(b"/")
     return parent, name
@@ -463,6 +468,21 @@ class StatCache:
         hit = self.find(parent, name, e.size, e.mtime_ns, e.ino, e.ctime_ns)
         return None if hit is None else hit[0]
 
+    def known_id(self, e: LocalEntry) -> bytes | None:
+        """The file id recorded for ``e`` if its fingerprint is unchanged: what
+        :meth:`lookup` finds, without building the chunk list."""
+        parent, name = _split(e.path)
+        d = self._dirs.get(parent)
+        row = None if d is None else self._get(parent, d, name)
+        if (
+            row is None
+            or row[:4] != (e.size, e.mtime_ns, e.ino, e.ctime_ns)
+            or sum(row[7]) != row[0]
+            or len(row[6]) != ID_SIZE * len(row[7])
+        ):
+            return None
+        return row[5]
+
     def record(self, e: LocalEntry, content: FileContent) -> None:
         """Remember ``content`` for the fingerprint of ``e``."""
         parent, name = _split(e.path)
@@ -537,6 +557,23 @@ class StatCache:
         else:
             self._dirs[parent] = _DirRecord(None, None, ids, packed)
         self.changed = True
+
+    def holding(self, chunk_ids: Container[bytes]) -> Iterator[tuple[str, FileContent]]:
+        """Every recorded file (path, content) with a chunk in ``chunk_ids``.
+
+        Fingerprints are not compared: a caller reading such a file must check what it
+        reads. A folder none of whose files holds one of them is not decoded.
+        """
+        for parent, d in list(self._dirs.items()):
+            if not _holds(d.ids, chunk_ids) and not any(
+                row is not None and _holds(row[6], chunk_ids) for row in d.changes.values()
+            ):
+                continue
+            prefix = parent + b"/" if parent else b""
+            for name, row in self._merged(parent, d).items():
+                content = _content(row)
+                if content is not None and any(c.chunk_id in chunk_ids for c in content.chunks):
+                    yield os.fsdecode(prefix + name), content
 
     def keep_dirs(self, dirs: Container[bytes]) -> None:
         """Forget every directory not in ``dirs`` (gone from the worktree)."""
@@ -892,29 +929,23 @@ class Worktree:
                 child = list_dir(sub)
                 stack.append((sub, child, subdirs(sub, child)))
 
-    def scan(self, *, under: str = "") -> dict[str, LocalEntry]:
-        """Every file, directory and symlink of the worktree (or below ``under``).
-
-        Symlinks are reported as links, never followed. Sockets, FIFOs and devices are
-        skipped with a warning.
-        """
+    def lister(self) -> Callable[[str], dict[str, LocalEntry]]:
+        """A function listing one folder of the worktree ("" for the root): name → entry,
+        by the rules of :meth:`scan` (what ``.casignore`` matches is left out)."""
         list_dir = self._lister()
-        seen_ns = time.time_ns()
-        out: dict[str, LocalEntry] = {}
-        stack = [os.fsencode(under)]
-        while stack:
-            rel = stack.pop()
-            prefix = rel + b"/" if rel else b""
-            for name, mode, size, mtime, ino, ctime, target in list_dir(rel):
-                raw = prefix + name
-                path = os.fsdecode(raw)
+
+        def entries(rel: str) -> dict[str, LocalEntry]:
+            seen_ns = time.time_ns()
+            raw = os.fsencode(rel)
+            prefix = raw + b"/" if raw else b""
+            out: dict[str, LocalEntry] = {}
+            for name, mode, size, mtime, ino, ctime, target in list_dir(raw):
                 if stat.S_ISDIR(mode):
                     kind = EntryKind.DIR
-                    stack.append(raw)
                 else:
                     kind = EntryKind.SYMLINK if stat.S_ISLNK(mode) else EntryKind.FILE
-                out[path] = LocalEntry(
-                    path,
+                out[os.fsdecode(name)] = LocalEntry(
+                    os.fsdecode(prefix + name),
                     kind,
                     stat.S_IMODE(mode),
                     size,
@@ -924,6 +955,24 @@ class Worktree:
                     os.fsdecode(target),
                     seen_ns,
                 )
+            return out
+
+        return entries
+
+    def scan(self, *, under: str = "") -> dict[str, LocalEntry]:
+        """Every file, directory and symlink of the worktree (or below ``under``).
+
+        Symlinks are reported as links, never followed. Sockets, FIFOs and devices are
+        skipped with a warning.
+        """
+        listing = self.lister()
+        out: dict[str, LocalEntry] = {}
+        stack = [under]
+        while stack:
+            for e in listing(stack.pop()).values():
+                out[e.path] = e
+                if e.kind == EntryKind.DIR:
+                    stack.append(e.path)
         return out
 
     def abspath(self, path: str) -> Path:

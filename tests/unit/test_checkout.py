@@ -156,7 +156,7 @@ def _file_entry(name: str, data: bytes, pieces: int, mode: int = 0o644) -> TreeE
 
 
 def _plan(entries: dict[str, TreeEntry]) -> CheckoutPlan:
-    return CheckoutPlan(target=dict(entries), writes=list(entries))
+    return CheckoutPlan(target=dict(entries), writes=list(entries), files=len(entries))
 
 
 @pytest.fixture

@@ -82,6 +82,27 @@ def test_lookup_needs_every_field_of_the_fingerprint():
         LocalEntry("g", e.kind, e.mode, e.size, e.mtime_ns, e.ino, e.ctime_ns),
     ):
         assert cache.lookup(changed) is None
+        assert cache.known_id(changed) is None
+    assert cache.known_id(e) == c.oid
+
+
+def test_holding_finds_the_files_with_a_chunk_saved_or_recorded_since():
+    a, b = _content(b"aa", b"bb"), _content(b"cc")
+    recorded = _content(b"dd", b"aa")
+    cache = StatCache()
+    cache.record(_entry("x/a", a), a)
+    cache.record(_entry("y/b", b), b)
+    cache = _roundtrip(cache)
+    cache.record(_entry("z/new", recorded), recorded)  # a change not saved yet
+    wanted = {hash_bytes(b"aa")}
+    assert dict(cache.holding(wanted)) == {"x/a": a, "z/new": recorded}
+    assert dict(cache.holding({hash_bytes(b"cc"), hash_bytes(b"dd")})) == {
+        "y/b": b,
+        "z/new": recorded,
+    }
+    assert list(cache.holding({hash_bytes(b"nowhere")})) == []
+    cache.forget("x/a")
+    assert dict(cache.holding(wanted)) == {"z/new": recorded}
 
 
 def _cache_with(e: LocalEntry, c: FileContent) -> StatCache:
@@ -271,7 +292,9 @@ def test_rows_that_do_not_add_up_are_misses():
     cols = msgpack.unpackb(m["dirs"][b""][3], raw=False)
     cols[8] = [4]  # chunk sizes no longer add up to the file size
     m["dirs"][b""][3] = msgpack.packb(cols, use_bin_type=True)
-    assert StatCache.decode(msgpack.packb(m, use_bin_type=True)).lookup(_entry("f", c)) is None
+    damaged = StatCache.decode(msgpack.packb(m, use_bin_type=True))
+    assert damaged.lookup(_entry("f", c)) is None
+    assert damaged.known_id(_entry("f", c)) is None
 
 
 # ---------------------------------------------------------------------------- saving
