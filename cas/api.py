@@ -390,9 +390,11 @@ class Repo:
                     hint="create one with `cas branch NAME` and `cas checkout NAME`, then commit",
                 )
             branch = head.branch
+            tag_state = None
             if tag is not None:
                 check_ref_name(tag, "tag")
-                if repo.refs.state(f"tags/{tag}").exists:
+                tag_state = repo.refs.state(f"tags/{tag}")
+                if tag_state.exists:
                     raise AlreadyExistsError(
                         f"tag {tag!r}", hint="pick another name or use `cas tag -f`"
                     )
@@ -415,13 +417,18 @@ class Repo:
                     message=message,
                     author=author or _whoami(),
                     before_ref=lambda cid: self.worktree.write_pending_commit(branch, cid),
+                    tag=tag,
+                    tag_state=tag_state,
                 )
-            self.worktree.write_head(WorktreeHead(head.branch, outcome.commit_id))
-            self.worktree.clear_pending_commit()
-            self.worktree.save_stat_cache(stat_cache)
-            if tag is not None:
-                state = repo.refs.state(f"tags/{tag}")
-                repo.refs.update(f"tags/{tag}", target=outcome.commit_id, expected=state)
+            try:
+                self.worktree.write_head(WorktreeHead(head.branch, outcome.commit_id))
+                self.worktree.clear_pending_commit()
+                self.worktree.save_stat_cache(stat_cache)
+                if outcome.tag is not None:
+                    repo.refs.publish(outcome.tag)  # claimed beside the commit object
+            finally:
+                if outcome.tag is not None:
+                    repo.refs.release(outcome.tag)  # unless published
         st = outcome.commit.stats
         return CommitResult(
             commit_id=outcome.commit_id,

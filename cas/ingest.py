@@ -42,7 +42,8 @@ from cas.ids import ObjectId
 from cas.objects import Commit, CommitStats, EntryKind, Tree, TreeEntry
 from cas.packs import KIND_CHUNK
 from cas.progress import NoProgress, Progress
-from cas.repository import Repository, WriteSession
+from cas.refs import RefState, RefUpdate
+from cas.repository import Repository, WriteSession, commit_id_of
 from cas.worktree import (
     FileContent,
     Stat,
@@ -434,11 +435,13 @@ def _build_tree(session: WriteSession, d: _Dir, stat_cache: StatCache, seen_ns: 
 
 @dataclass(frozen=True, slots=True)
 class CommitOutcome:
-    """What ``commit_snapshot`` wrote."""
+    """What ``commit_snapshot`` wrote; ``tag`` is the tag's entry, claimed and still to
+    be published (:meth:`RefStore.publish`, or :meth:`RefStore.release` on failure)."""
 
     commit_id: ObjectId
     commit: Commit
     diverged: bool
+    tag: RefUpdate | None = None
 
 
 def commit_snapshot(
@@ -451,12 +454,21 @@ def commit_snapshot(
     message: str,
     author: str,
     before_ref: Callable[[ObjectId], None] | None = None,
+    tag: str | None = None,
+    tag_state: RefState | None = None,
 ) -> CommitOutcome:
     """Flush the session, write the commit, then the branch's ref entry (commit point).
 
+    The claims of the branch's step and of ``tag`` (a new tag on the commit, whose
+    ``tag_state`` the caller read when it checked the name was free) are written beside
+    the commit object, not after it: on a Drive mount each small write is a dozen round
+    trips. The branch's entry follows the commit object; the tag's is left to the caller.
+
     Raises:
-        RefConflictError: the branch moved since ``parents`` were chosen.
+        RefConflictError: the branch moved since ``parents`` were chosen, or another
+            writer claimed the branch's or the tag's next step.
     """
+    refs = repo.refs
     state = repo.branch_state(branch)
     current = state.target if state.exists else None
     if state.diverged or current != (parents[0] if parents else None):
@@ -474,13 +486,28 @@ def commit_snapshot(
         stored_bytes=session.stored_bytes,
     )
     commit = Commit(snapshot.tree_id, parents, message, author, time.time_ns(), stats)
-    commit_id = repo.save_commit(commit)
-    if before_ref is not None:
-        before_ref(commit_id)
-    crash_point("before-ref-update")
-    after = repo.refs.update(f"heads/{branch}", target=commit_id, expected=state)
+    commit_id = commit_id_of(commit)
+    updates = [refs.prepare(f"heads/{branch}", target=commit_id, expected=state)]
+    if tag is not None:
+        ref = f"tags/{tag}"
+        updates.append(refs.prepare(ref, target=commit_id, expected=tag_state or refs.state(ref)))
+    try:
+        with ThreadPoolExecutor(len(updates), thread_name_prefix="cas-claim") as pool:
+            claims = [pool.submit(refs.claim, u) for u in updates]
+            repo.save_commit(commit)
+            if before_ref is not None:
+                before_ref(commit_id)
+        for claimed in claims:
+            claimed.result()
+        crash_point("before-ref-update")
+        refs.publish(updates[0])
+    except BaseException:
+        for u in updates:
+            refs.release(u)
+        raise
+    after = refs.state(updates[0].ref)
     crash_point("after-ref-update")
-    return CommitOutcome(commit_id, commit, after.diverged)
+    return CommitOutcome(commit_id, commit, after.diverged, updates[1] if tag else None)
 
 
 __all__ = ["CommitOutcome", "Snapshot", "commit_snapshot", "snapshot_worktree"]

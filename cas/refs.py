@@ -146,6 +146,18 @@ class _Snapshot:
     by_ref: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
 
 
+@dataclass
+class RefUpdate:
+    """An entry about to be written (:meth:`RefStore.prepare`): its ref, step, key and
+    bytes, and whether a claim of ours holds its step."""
+
+    ref: str
+    seq: int
+    key: str
+    data: bytes
+    claimed: bool = False
+
+
 class RefStore:
     """Reads and appends ref entries on a backend."""
 
@@ -237,11 +249,26 @@ class RefStore:
         ``expected`` is the state the caller based its decision on; its heads become
         the new entry's ``prev``. After writing, the ref is read again: if another
         writer raced us, the returned state has ``diverged`` set and both commits stay
-        reachable.
+        reachable. The same as :meth:`prepare`, :meth:`claim` and :meth:`publish`.
 
         Raises:
-            RefConflictError: someone else's entry took our exact name (never silent).
+            RefConflictError: another writer claimed this step of the ref, or someone
+                else's entry took our exact name (never silent).
         """
+        update = self.prepare(ref, target=target, symbolic=symbolic, expected=expected)
+        self.claim(update)
+        self.publish(update)
+        return self.state(ref)
+
+    def prepare(
+        self,
+        ref: str,
+        *,
+        target: ObjectId | None,
+        symbolic: str = "",
+        expected: RefState,
+    ) -> RefUpdate:
+        """The entry that would move ``ref`` to ``target``; nothing is written."""
         seq = max((h.seq for h in expected.heads), default=0) + 1
         entry = RefEntry(
             name=ref,
@@ -252,9 +279,37 @@ class RefStore:
             writer=self._writer,
         )
         data = encode_ref_entry(entry)
-        key = ref_entry_key(ref, seq, hash_bytes(data))
+        return RefUpdate(ref, seq, ref_entry_key(ref, seq, hash_bytes(data)), data)
+
+    def claim(self, update: RefUpdate) -> None:
+        """Claim the step of ``update`` where the store enforces create-only writes
+        (:meth:`_claim`); elsewhere nothing. A claim names the entry but makes nothing
+        visible, so it may be written before what the entry reaches is (a commit writes
+        it beside its commit object): the entry alone is the commit point.
+
+        Raises:
+            RefConflictError: another writer claimed this step.
+        """
         if self._backend.capabilities.conditional_write:
-            self._claim(ref, seq, key)
+            update.claimed = self._claim(update.ref, update.seq, update.key)
+
+    def release(self, update: RefUpdate) -> None:
+        """Withdraw the claim of an update that will not be published (best effort),
+        so that a retry by this or another writer does not wait for it to go stale."""
+        if update.claimed:
+            try:
+                self._backend.delete(claim_key(update.ref, update.seq))
+            except CasError as exc:
+                log.warning("could not withdraw the claim on %s: %s", update.ref, exc)
+            update.claimed = False
+
+    def publish(self, update: RefUpdate) -> None:
+        """Write the entry of ``update``: the commit point of the ref's change.
+
+        Raises:
+            RefConflictError: someone else's entry took our exact name (never silent).
+        """
+        key, data = update.key, update.data
         try:
             self._backend.write(key, data, if_absent=True)
         except AlreadyExistsError as exc:
@@ -265,18 +320,20 @@ class RefStore:
             except ObjectNotFoundError:
                 landed = False
             if not landed:
-                raise RefConflictError(f"ref {ref} entry {key} already exists") from exc
+                raise RefConflictError(f"ref {update.ref} entry {key} already exists") from exc
+        update.claimed = False  # the entry is there: the claim is spent, never withdrawn
         self._cache.put(key, data)
-        return self.state(ref)
 
-    def _claim(self, ref: str, seq: int, key: str) -> None:
+    def _claim(self, ref: str, seq: int, key: str) -> bool:
         """Claim step ``seq`` of ``ref`` with a create-only write, where the store
         enforces create-only (an object store's ``If-None-Match``, a local filesystem's
         hard link): of two writers updating a ref from the same state, the store itself
         lets exactly one through, and the other gets a clear conflict instead of a
-        divergence. A claim whose entry never appeared (its writer died) goes stale after
-        :data:`CLAIM_STALE_NS`; the ref is then updated without one (a race is still
-        caught afterwards, as a divergence).
+        divergence. A claim whose entry never appeared (its writer died, or this process
+        gave up the update without withdrawing it) goes stale: at once for a dead or
+        this very process on this host, else after :data:`CLAIM_STALE_NS`; the ref is
+        then updated without one (a race is still caught afterwards, as a divergence).
+        Returns true when the claim written is ours (false: going on without one).
 
         Raises:
             RefConflictError: another writer claimed this step.
@@ -293,7 +350,7 @@ class RefStore:
         )
         try:
             self._backend.write(claim, body.encode(), if_absent=True)
-            return
+            return True
         except AlreadyExistsError:
             pass
         other: dict[str, object] = {}
@@ -303,12 +360,15 @@ class RefStore:
         except (ObjectNotFoundError, ValueError, KeyError, TypeError):
             other_key, other_time = "", 0
         if other_key == key:
-            return  # our own claim, from a retried write
-        dead = other.get("host") == socket.gethostname() and not _pid_alive(other.get("pid"))
+            return True  # our own claim, from a retried write
+        here = other.get("host") == socket.gethostname()
+        dead = here and (other.get("pid") == os.getpid() or not _pid_alive(other.get("pid")))
         stale = dead or time.time_ns() - other_time > CLAIM_STALE_NS
         if stale and not self._exists(other_key):
-            log.warning("ref %s: claim of step %d is stale (its writer died); going on", ref, seq)
-            return
+            log.warning(
+                "ref %s: claim of step %d is stale (its writer died or gave up); going on", ref, seq
+            )
+            return False
         raise RefConflictError(
             f"{ref.replace('heads/', 'branch ').replace('tags/', 'tag ')} was updated by "
             f"another writer at the same moment ({other.get('writer', '?') if other_key else '?'})",

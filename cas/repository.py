@@ -74,6 +74,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def commit_id_of(commit: Commit) -> ObjectId:
+    """The id a commit has once written (:meth:`Repository.save_commit`)."""
+    return ObjectId(hash_bytes(encode_commit(commit)))
+
+
 class Repository:
     """An open store."""
 
@@ -345,7 +350,7 @@ class Repository:
     def save_commit(self, commit: Commit) -> ObjectId:
         """Write a commit (create-only; an identical one already there is fine)."""
         data = encode_commit(commit)
-        commit_id = hash_bytes(data)
+        commit_id = ObjectId(hash_bytes(data))
         try:
             self.backend.write(commit_key(commit_id), data, if_absent=True)
         except AlreadyExistsError:
@@ -454,16 +459,19 @@ class WriteSession:
     mount: written whole, with retries, at commit), or into one buffer stored with one
     write at commit (an object store). A full pack is committed under its name (the
     hash of its bytes) on an upload thread, at most ``max_uploads`` at once: by default
-    the backend's ``max_connections``, or ``BUFFERED_UPLOADS`` where each pack on its
-    way is held in memory. :meth:`flush` waits for the uploads and writes the index
-    segment; only then may a commit reference the blobs.
+    the backend's ``max_uploads`` (or ``max_connections``), or ``BUFFERED_UPLOADS``
+    where each pack on its way is held in memory. :meth:`flush` waits for the uploads
+    and writes the index segment; only then may a commit reference the blobs.
     """
 
     def __init__(self, repo: Repository, *, max_uploads: int | None = None) -> None:
         self.repo = repo
         if max_uploads is None:
             caps = repo.backend.capabilities
-            max_uploads = BUFFERED_UPLOADS if caps.values_in_memory else caps.max_connections
+            if caps.values_in_memory:
+                max_uploads = BUFFERED_UPLOADS
+            else:
+                max_uploads = caps.max_uploads or caps.max_connections
         max_uploads = max(1, max_uploads)
         self._index = repo.load_index()
         # Reentrant: a done-callback runs at once, in the thread adding it, when its

@@ -103,6 +103,7 @@ class FolderStore(StoreUnderTest):
 
     def write(self, key: str, data: bytes) -> None:
         path = self.path / key
+        path.parent.mkdir(parents=True, exist_ok=True)  # a new folder, like an S3 prefix
         tmp = path.with_name(path.name + ".replacing")
         tmp.write_bytes(data)
         os.replace(tmp, path)

@@ -46,6 +46,9 @@ class Capabilities:
             (S3 and its peers). A folder backend cannot promise it: the folder may be a
             Drive mount, whose uploads to other machines happen later, in any order.
         max_connections: how many operations may usefully run at once.
+        max_uploads: how many values written with :meth:`Backend.begin_write` may
+            usefully be on their way at once (None: ``max_connections``). Only where
+            they are not held in memory (``values_in_memory`` false).
         cache_data: keeping copies of packs in the local cache pays. False for a folder
             on a local disk, which is read as fast as the cache itself: checkout then
             writes each restored byte once (into the worktree), not twice.
@@ -57,8 +60,8 @@ class Capabilities:
         values_in_memory: :meth:`Backend.begin_write` holds a value in memory whole until
             its commit (a :class:`BufferedWrite`), so only a few values may be on their
             way at once. False where values stream to the store or to a
-            :class:`SpooledWrite`'s file on the local disk: then up to
-            ``max_connections`` may be on their way, their memory bounded by a buffer.
+            :class:`SpooledWrite`'s file on the local disk: then up to ``max_uploads``
+            may be on their way, their memory bounded by a buffer.
     """
 
     atomic_replace: bool = True
@@ -66,6 +69,7 @@ class Capabilities:
     consistent_listing: bool = True
     ordered_visibility: bool = False
     max_connections: int = 4
+    max_uploads: int | None = None
     cache_data: bool = True
     streaming_write: bool = False
     values_in_memory: bool = True

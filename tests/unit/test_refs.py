@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -401,6 +403,47 @@ def test_a_dead_writers_claim_does_not_block_forever(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(cas.refs, "CLAIM_STALE_NS", 10**30)
     with pytest.raises(RefConflictError):
         refs.update(MAIN, target=C2, expected=refs.state(MAIN))
+
+
+def test_a_withdrawn_claim_frees_the_step_and_a_published_one_stays() -> None:
+    store = MemoryBackend()
+    alice = RefStore(store, LocalCache(None), "alice")
+    bob = RefStore(store, LocalCache(None), "bob")
+    update = alice.prepare(MAIN, target=C1, expected=alice.state(MAIN))
+    alice.claim(update)
+    assert update.claimed and cas.refs.claim_key(MAIN, 1) in _keys(store)
+    alice.release(update)  # the update is given up: bob need not wait for it to go stale
+    assert not update.claimed and cas.refs.claim_key(MAIN, 1) not in _keys(store)
+    bob.update(MAIN, target=C2, expected=bob.state(MAIN))
+    assert bob.state(MAIN).target == C2
+    again = alice.prepare(MAIN, target=C3, expected=alice.state(MAIN))
+    alice.claim(again)
+    alice.publish(again)
+    alice.release(again)  # spent by the entry: nothing withdrawn
+    assert cas.refs.claim_key(MAIN, 2) in _keys(store) and alice.state(MAIN).target == C3
+
+
+def test_this_processs_own_abandoned_claim_does_not_block_it() -> None:
+    """A claim this process wrote and could not withdraw (the store was unreachable) is
+    stale at once for it, as a dead process's is: a notebook retrying a failed commit is
+    not refused for ten minutes."""
+    store = MemoryBackend()
+    refs = RefStore(store, LocalCache(None), "alice")
+    abandoned = refs.prepare(MAIN, target=C1, expected=refs.state(MAIN))
+    refs.claim(abandoned)  # then the commit failed and the withdrawal too
+    refs.update(MAIN, target=C2, expected=refs.state(MAIN))
+    assert refs.state(MAIN).target == C2
+    someone = RefStore(store, LocalCache(None), "bob")
+    other = someone.prepare(MAIN, target=C3, expected=someone.state(MAIN))
+    store.write(
+        cas.refs.claim_key(MAIN, other.seq),
+        json.dumps(
+            {"entry": other.key, "time_ns": time.time_ns(), "writer": "bob", "host": "elsewhere"}
+        ).encode(),
+        if_absent=True,
+    )
+    with pytest.raises(RefConflictError):  # a live writer's claim on another host holds
+        refs.update(MAIN, target=C1, expected=refs.state(MAIN))
 
 
 def test_claims_are_not_ref_entries() -> None:

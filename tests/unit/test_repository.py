@@ -541,7 +541,7 @@ def test_spooled_packs_go_out_as_many_at_once_as_the_backend_takes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a Drive mount each pack waits in a spool file on the local disk, not in
-    memory, so up to ``max_connections`` are on their way at once (each one's round
+    memory, so up to ``max_uploads`` (8) are on their way at once (each one's round
     trips overlap the others' bytes); a backend that holds values in memory gets two."""
     monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
     backend = LocalDirBackend(tmp_path / "store", fsync=False)
@@ -565,11 +565,11 @@ def test_spooled_packs_go_out_as_many_at_once_as_the_backend_takes(
     errors: list[BaseException] = []
     producer = _producer(session, blobs, done, errors)
     for _ in range(3000):
-        if len(started) == backend.capabilities.max_connections or done.wait(0.01):
+        if len(started) == backend.capabilities.max_uploads or done.wait(0.01):
             break
-    time.sleep(0.2)  # room for a fifth, were the pool larger
+    time.sleep(0.2)  # room for one more, were the pool larger
     assert not done.is_set()
-    assert len(started) == backend.capabilities.max_connections == 4
+    assert len(started) == backend.capabilities.max_uploads == local_module.MOUNT_UPLOADS
     gate.set()
     producer.join(timeout=60)
     assert not errors
