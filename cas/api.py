@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import os
 import shutil
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +43,14 @@ from cas.errors import (
 )
 from cas.history import (
     Change,
+    Resolved,
     default_branch,
     diff_trees,
     flatten_tree,
     iter_log,
     iter_tree,
     lookup_path,
+    packs_problem,
     resolve_ref,
 )
 from cas.ids import ObjectId
@@ -60,6 +64,8 @@ from cas.store import open_backend
 from cas.usage import UsageReport, measure_usage
 from cas.verify import VerifyReport, verify_store
 from cas.worktree import LocalEntry, Worktree, WorktreeHead
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BranchInfo",
@@ -320,6 +326,34 @@ def open(
 # ---------------------------------------------------------------------------- Repo
 
 
+class _PackProbe:
+    """:func:`packs_problem` of one version, run on a thread of its own."""
+
+    def __init__(self, repo: Repository, commit_id: ObjectId) -> None:
+        self._result: CasError | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(repo, commit_id), name="cas-probe", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, repo: Repository, commit_id: ObjectId) -> None:
+        try:
+            self._result = packs_problem(repo, commit_id)
+        except CasError as exc:  # a store that failed otherwise: the checkout says so
+            log.debug("pack probe of %s failed: %s", commit_id.short, exc)
+
+    def problem(self) -> CasError | None:
+        """Why the version is not all on the store yet (waits for the probe), or None."""
+        self._thread.join()
+        return self._result
+
+    def check(self) -> None:
+        """Raise :meth:`problem`, if any."""
+        problem = self.problem()
+        if problem is not None:
+            raise problem
+
+
 class Repo:
     """A worktree attached to a store; the object notebooks work with."""
 
@@ -470,7 +504,30 @@ class Repo:
             IntegrityError: damaged data in the store (nothing was changed).
         """
         repo = self.repository
-        resolved = resolve_ref(repo, ref)
+        resolved = resolve_ref(repo, ref, defer_packs=True)
+        if not resolved.packs_unchecked:
+            return self._checkout(ref, resolved, paths, force, None)
+        # A recent version on a Drive mount: whether all its packs are on the store yet
+        # is checked beside the planning and the fetching (a stat per pack, seconds on a
+        # mount), and before anything in the worktree changes.
+        probe = _PackProbe(repo, resolved.commit_id)
+        try:
+            return self._checkout(ref, resolved, paths, force, probe.check)
+        except Exception:
+            if probe.problem() is None:
+                raise
+        # Not all there yet (an upload still on its way): the newest complete version.
+        return self._checkout(ref, resolve_ref(repo, ref), paths, force, None)
+
+    def _checkout(
+        self,
+        ref: str,
+        resolved: Resolved,
+        paths: Sequence[str] | None,
+        force: bool,
+        before_changes: Callable[[], None] | None,
+    ) -> CheckoutResult:
+        repo = self.repository
         commit = repo.load_commit(resolved.commit_id)
         with self.worktree.lock():
             self._recover()
@@ -510,6 +567,7 @@ class Repo:
                 stat_cache,
                 progress=self.progress,
                 workers=repo.backend.capabilities.max_connections,
+                before_changes=before_changes,
             )
             if not paths:
                 self.worktree.write_head(

@@ -1120,8 +1120,13 @@ def apply_checkout(
     *,
     progress: Progress | None = None,
     workers: int = 4,
+    before_changes: Callable[[], None] | None = None,
 ) -> CheckoutStats:
-    """Carry out a plan (conflicts must have been dealt with by the caller)."""
+    """Carry out a plan (conflicts must have been dealt with by the caller).
+
+    ``before_changes`` runs once every file is staged, before the worktree is touched: if
+    it raises, the staged files are dropped and the worktree is left as it was.
+    """
     progress = progress or NoProgress()
     dests = _destinations(plan)
     sources = _local_sources(plan, dests)
@@ -1134,6 +1139,8 @@ def apply_checkout(
             stager.check_complete()
         finally:
             stager.close()
+        if before_changes is not None:
+            before_changes()
         crash_point("mid-checkout")
         _put_in_place(wt, plan, stager)
         renamed_ns = time.time_ns()

@@ -46,6 +46,9 @@ class Resolved:
     kind: str  # "branch", "tag" or "commit"
     name: str  # the branch or tag name, or the full commit hex
     pending: tuple[ObjectId, ...] = ()
+    # Resolved with ``defer_packs``: the version's packs are still to be checked
+    # (:func:`packs_problem`) before anything is written from them.
+    packs_unchecked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,9 @@ def default_branch(repo: Repository) -> str:
     return sym.partition("/")[2] if sym.startswith("heads/") else "main"
 
 
-def _from_state(repo: Repository, state: RefState, kind: str, name: str) -> Resolved | None:
+def _from_state(
+    repo: Repository, state: RefState, kind: str, name: str, defer_packs: bool = False
+) -> Resolved | None:
     if not state.exists or state.target is None:
         return None
     if state.diverged and kind == "branch":
@@ -81,7 +86,12 @@ def _from_state(repo: Repository, state: RefState, kind: str, name: str) -> Reso
             if not pending:
                 return None  # the newest visible step deleted the ref
             continue
-        problem = _visibility_problem(repo, entry.target, entry.time_ns)
+        if defer_packs and _packs_to_probe(repo, entry.target, entry.time_ns):
+            problem = _commit_problem(repo, entry.target)
+            if problem is None:
+                return Resolved(entry.target, kind, name, tuple(pending), packs_unchecked=True)
+        else:
+            problem = _visibility_problem(repo, entry.target, entry.time_ns)
         if problem is None:
             return Resolved(entry.target, kind, name, tuple(pending))
         first_error = first_error or problem
@@ -89,6 +99,29 @@ def _from_state(repo: Repository, state: RefState, kind: str, name: str) -> Reso
     # Nothing is visible: report why the newest could not be read (real damage shows here).
     assert first_error is not None
     raise first_error
+
+
+def _seen_key(commit_id: ObjectId) -> str:
+    return f"visible/{commit_id.hex()}"
+
+
+def _packs_to_probe(repo: Repository, commit_id: ObjectId, written_ns: int) -> bool:
+    """True when a version's packs must be checked before it is trusted: a recent entry
+    on a store that does not make writes visible in order, not checked here before."""
+    return (
+        not repo.backend.capabilities.ordered_visibility
+        and time.time_ns() - written_ns <= RECENT_NS
+        and not repo.cache.has(_seen_key(commit_id))
+    )
+
+
+def _commit_problem(repo: Repository, commit_id: ObjectId) -> CasError | None:
+    """Why a version's commit or root tree cannot be read yet, or None."""
+    try:
+        repo.load_tree(repo.load_commit(commit_id).tree, at_root=True)
+    except (ObjectNotFoundError, MissingDataError, HashMismatchError, ShortReadError) as exc:
+        return exc
+    return None
 
 
 def _visibility_problem(repo: Repository, commit_id: ObjectId, written_ns: int) -> CasError | None:
@@ -101,15 +134,20 @@ def _visibility_problem(repo: Repository, commit_id: ObjectId, written_ns: int) 
     everywhere once it returns (``ordered_visibility``, S3): then the write order
     (invariant 2) alone puts the packs there before the entry.
     """
-    seen_key = f"visible/{commit_id.hex()}"
-    if repo.cache.has(seen_key):
+    if repo.cache.has(_seen_key(commit_id)):
         return None  # checked whole before, on this machine
+    problem = _commit_problem(repo, commit_id)
+    if problem is not None or not _packs_to_probe(repo, commit_id, written_ns):
+        return problem
+    return packs_problem(repo, commit_id)
+
+
+def packs_problem(repo: Repository, commit_id: ObjectId) -> CasError | None:
+    """Why a version's packs are not all on the store yet (say, still on their way from
+    another machine's Drive), or None, which is remembered on this machine. Its commit
+    and trees must be readable."""
     try:
         commit = repo.load_commit(commit_id)
-        ordered = repo.backend.capabilities.ordered_visibility
-        if ordered or time.time_ns() - written_ns > RECENT_NS:
-            repo.load_tree(commit.tree, at_root=True)
-            return None
         packs: set[ObjectId] = set()
         for _path, e in iter_tree(repo, commit.tree):
             for c in e.chunks:
@@ -122,12 +160,18 @@ def _visibility_problem(repo: Repository, commit_id: ObjectId, written_ns: int) 
             raise MissingDataError(f"pack {missing[0].hex()} is not on the store yet")
     except (ObjectNotFoundError, MissingDataError, HashMismatchError, ShortReadError) as exc:
         return exc
-    repo.cache.put(seen_key, b"")
+    repo.cache.put(_seen_key(commit_id), b"")
     return None
 
 
-def resolve_ref(repo: Repository, ref: str) -> Resolved:
+def resolve_ref(repo: Repository, ref: str, *, defer_packs: bool = False) -> Resolved:
     """Resolve a user's ref to a commit.
+
+    With ``defer_packs``, the newest entry whose commit and root tree are readable is
+    taken without checking that its packs are all on the store where that check is due
+    (a recent entry on a Drive mount: ``Resolved.packs_unchecked``); the caller runs
+    :func:`packs_problem` itself, beside its own work, before it writes anything, and
+    resolves again without ``defer_packs`` if a pack is missing.
 
     Raises:
         RefNotFoundError: nothing matches.
@@ -137,19 +181,19 @@ def resolve_ref(repo: Repository, ref: str) -> Resolved:
     ref = ref.strip()
     if ref == "HEAD":
         branch = default_branch(repo)
-        found = _from_state(repo, repo.refs.state(f"heads/{branch}"), "branch", branch)
+        found = _from_state(repo, repo.refs.state(f"heads/{branch}"), "branch", branch, defer_packs)
         if found is None:
             raise RefNotFoundError(ref)
         return found
     if ref.startswith(("tags/", "heads/")):
         kind = "tag" if ref.startswith("tags/") else "branch"
-        found = _from_state(repo, repo.refs.state(ref), kind, ref.partition("/")[2])
+        found = _from_state(repo, repo.refs.state(ref), kind, ref.partition("/")[2], defer_packs)
         if found is None:
             raise RefNotFoundError(ref)
         return found
     for kind, prefix in (("tag", "tags/"), ("branch", "heads/")):
         try:
-            found = _from_state(repo, repo.refs.state(prefix + ref), kind, ref)
+            found = _from_state(repo, repo.refs.state(prefix + ref), kind, ref, defer_packs)
         except ValueError:
             found = None
         if found is not None:

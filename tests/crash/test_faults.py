@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import cas.api
 from cas.api import Repo
 from cas.errors import BackendError, IntegrityError, NoSpaceError
-from cas.layout import COMMITS, INDEX, PACKS
+from cas.layout import COMMITS, INDEX, PACKS, pack_key
 from cas.repository import Repository
 from cas.store import LocalDirBackend, RetryingBackend
 from cas.store.base import Backend
@@ -158,11 +159,17 @@ def _new_keys(store: Path, before: set[str]) -> set[str]:
     return now - before
 
 
-@pytest.mark.parametrize("lagging", ["packs", "index", "commit", "all-but-ref", "ghosts"])
+@pytest.mark.parametrize(
+    "lagging", ["packs", "data-packs", "index", "commit", "all-but-ref", "ghosts"]
+)
 def test_drive_late_visibility_falls_back_to_the_newest_complete_version(
-    tmp_path: Path, lagging: str
+    tmp_path: Path, lagging: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another runtime sees the v3 ref entry before (some of) the objects it reaches."""
+    """Another runtime sees the v2 ref entry before (some of) the objects it reaches.
+
+    With only data packs late, the commit and its trees read fine: the checkout starts
+    on v2 while its packs are probed beside it, finds one missing, drops what it staged
+    and falls back to v1 before touching the worktree."""
     store, wt = tmp_path / "store", tmp_path / "wt"
     wt.mkdir()
     (wt / "f.bin").write_bytes(os.urandom(200_000))
@@ -177,25 +184,43 @@ def test_drive_late_visibility_falls_back_to_the_newest_complete_version(
         (wt / "f.bin").write_bytes(os.urandom(200_000))
         (wt / "g.bin").write_bytes(os.urandom(50_000))
         v2_id = repo.commit("v2").commit_id
+        r = repo.repository
+        tree_loc = r.locate(r.load_commit(v2_id).tree)
+        assert tree_loc is not None
+        tree_pack = pack_key(tree_loc.pack_id)
     fresh = _new_keys(store, before)
     prefixes = {
         "packs": (PACKS,),
+        "data-packs": (PACKS,),
         "index": (INDEX,),
         "commit": (COMMITS,),
         "all-but-ref": (PACKS, INDEX, COMMITS),
         "ghosts": (),
     }[lagging]
     hidden = {k for k in fresh if k.startswith(prefixes)}
+    if lagging == "data-packs":
+        hidden.discard(tree_pack)
+        assert hidden
     ghosts = (
         {k for k in fresh if k.startswith((PACKS, INDEX, COMMITS))}
         if lagging == "ghosts"
         else set()
     )
     view = DriveView(LocalDirBackend(store), hidden=hidden.__contains__, ghost=ghosts.__contains__)
+    probed: list[object] = []
+    real_problem = cas.api._PackProbe.problem
+
+    def problem(self: cas.api._PackProbe) -> object:
+        probed.append(real_problem(self))
+        return probed[-1]
+
+    monkeypatch.setattr(cas.api._PackProbe, "problem", problem)
     with _reader(tmp_path, view, "r") as repo:
         res = repo.checkout("main")
         assert res.pending == (v2_id,)
         assert digest(tmp_path / "r") == v1
+    if lagging == "data-packs":  # v2 was started on, and its probe stopped it in time
+        assert probed and probed[0] is not None
     # Once the upload has finished, the reader gets v2.
     with _repo(tmp_path / "r", LocalDirBackend(store), tmp_path / "cache-r") as repo:
         res = repo.checkout("main")
