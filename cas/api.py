@@ -457,6 +457,7 @@ class Repo:
             try:
                 self.worktree.write_head(WorktreeHead(head.branch, outcome.commit_id))
                 self.worktree.clear_pending_commit()
+                stat_cache.set_index_mark(repo.index_segments())
                 self.worktree.save_stat_cache(stat_cache)
                 if outcome.tag is not None:
                     repo.refs.publish(outcome.tag)  # claimed beside the commit object

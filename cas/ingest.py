@@ -165,6 +165,7 @@ def snapshot_worktree(
     progress = progress or NoProgress()
     workers = workers or default_workers()
     index = repo.load_index()
+    vouched = stat_cache.index_vouched(repo.index_segments())
     seen_ns = time.time_ns()  # before the walk's first lstat
     clean: dict[bytes, ObjectId] = {}  # unchanged folders whose parent is not walked yet
     built: dict[bytes, ObjectId] = {}  # rebuilt folders whose parent is not walked yet
@@ -234,7 +235,7 @@ def snapshot_worktree(
                     symlinks += 1
             if whole:
                 digest = listing_digest(listing, list(subtrees.values()))
-                tid = stat_cache.reuse_tree(rel, digest, index)
+                tid = stat_cache.reuse_tree(rel, digest, index, vouched=vouched)
                 if tid is not None:
                     clean[rel] = tid
                     continue

@@ -210,10 +210,16 @@ class Repository:
             self._index_loaded = True
             return self.index
 
+    def index_segments(self) -> frozenset[ObjectId]:
+        """The ids of the index segments loaded or written by this process."""
+        with self._index_lock:
+            return frozenset(self._segments)
+
     def replace_index(self, index: ChunkIndex) -> None:
         """Use ``index`` (rebuilt by repair) instead of the segments on the store."""
         with self._index_lock:
             self.index = index
+            self._segments.clear()  # the index is no longer those segments
             self._index_loaded = True
 
     def _read_verified(self, key: str, oid: ObjectId, what: str, *, cache: bool = True) -> bytes:

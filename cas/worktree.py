@@ -411,6 +411,22 @@ class StatCache:
         self._dirs: dict[bytes, _DirRecord] = {}
         self._view: tuple[_DirRecord | None, dict[bytes, _Row]] = (None, {})
         self.changed = False  # something to save
+        # The index segments every folder's tree and chunks were checked against (or
+        # written to): while the store's index still holds all of them, its blobs are
+        # all still there, and reuse_tree need not look each chunk up again.
+        self._index_mark: frozenset[bytes] = frozenset()
+
+    def index_vouched(self, segments: Container[bytes]) -> bool:
+        """True when ``segments`` (the index's now) holds every segment of the mark."""
+        return bool(self._index_mark) and all(s in segments for s in self._index_mark)
+
+    def set_index_mark(self, segments: Iterable[bytes]) -> None:
+        """Record the index segments after a commit: every folder recorded since has its
+        tree and chunks in them, as the folders kept from before have in a subset."""
+        mark = frozenset(bytes(s) for s in segments)
+        if mark != self._index_mark:
+            self._index_mark = mark
+            self.changed = True
 
     def _rows(self, parent: bytes, d: _DirRecord) -> dict[bytes, _Row]:
         """The encoded rows of folder ``parent`` decoded (damaged: none), without its
@@ -520,17 +536,23 @@ class StatCache:
         content = _content(row)
         return None if content is None else (content, row[4])
 
-    def reuse_tree(self, parent: bytes, digest: bytes, index: Container[bytes]) -> ObjectId | None:
+    def reuse_tree(
+        self, parent: bytes, digest: bytes, index: Container[bytes], *, vouched: bool = False
+    ) -> ObjectId | None:
         """The tree id recorded for directory ``parent`` if its listing has ``digest``.
 
         Only if ``index`` holds that tree and every chunk of the directory's files, so
-        a commit never names something the store lacks.
+        a commit never names something the store lacks. With ``vouched``
+        (:meth:`index_vouched`: the index lost none of the segments they were checked
+        against) the chunks are not looked up one by one.
         """
         d = self._dirs.get(parent)
         if d is None or d.digest != digest or d.tree is None or d.tree not in index:
             return None
         ids = d.ids  # a record with a tree id has no pending changes
-        if not all(ids[i : i + ID_SIZE] in index for i in range(0, len(ids), ID_SIZE)):
+        if not vouched and not all(
+            ids[i : i + ID_SIZE] in index for i in range(0, len(ids), ID_SIZE)
+        ):
             return None
         return ObjectId(d.tree)
 
@@ -605,9 +627,11 @@ class StatCache:
         # The layout msgpack.packb gives {"v": ..., "dirs": {...}}, written piecewise.
         packer = msgpack.Packer(use_bin_type=True)
         yield (
-            packer.pack_map_header(2)
+            packer.pack_map_header(3)
             + packer.pack("v")
             + packer.pack(STAT_CACHE_VERSION)
+            + packer.pack("index")
+            + packer.pack(b"".join(sorted(self._index_mark)))
             + packer.pack("dirs")
             + packer.pack_map_header(len(out))
         )
@@ -643,6 +667,12 @@ class StatCache:
                 ):
                     raise ValueError("malformed folder record")
                 cache._dirs[parent] = _DirRecord(digest, tree, ids, packed)
+            mark = m.get("index", b"")  # absent in files written before it existed
+            if not isinstance(mark, bytes) or len(mark) % ID_SIZE:
+                raise ValueError("malformed index mark")
+            cache._index_mark = frozenset(
+                mark[i : i + ID_SIZE] for i in range(0, len(mark), ID_SIZE)
+            )
         except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
             log.warning("stat cache unreadable; files will be read again")
             return cls()

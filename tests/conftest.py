@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,10 @@ from hypothesis import HealthCheck, settings
 
 from cas.chunking import ChunkerParams
 from tests.stores import KINDS, FolderStore, S3Store, StoreUnderTest
+
+# The Ctrl-C tests send SIGINT to this process. A suite started in the background by a
+# non-interactive shell (nohup, `&`) inherits SIGINT ignored, and Python keeps it so.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(

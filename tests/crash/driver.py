@@ -49,6 +49,10 @@ def install(spec: str, action: str) -> None:
             return
         os.kill(os.getpid(), signal.SIGINT)
 
+    if action == "sigint":
+        # A process started in the background by a non-interactive shell (nohup, `&`)
+        # inherits SIGINT ignored, and Python then keeps it so: Ctrl-C must reach us.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _faults.set_hook(hook)
 
 

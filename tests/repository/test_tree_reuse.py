@@ -23,6 +23,7 @@ import cas.worktree
 from cas.api import CommitResult
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
+from cas.index import ChunkIndex
 from cas.objects import EntryKind
 from cas.repository import WriteSession
 from cas.worktree import STAT_CACHE_VERSION, StatCache, Worktree
@@ -407,3 +408,37 @@ def test_recorded_trees_the_store_lacks_are_built_and_stored(repo: cas.Repo, tmp
         assert moved.verify(read_data=True).ok
     with cas.clone(tmp_path / "store2", tmp_path / "copy", progress=False) as copy:
         assert copy.status().clean
+
+
+def test_the_index_mark_spares_chunk_lookups_until_a_segment_is_lost(
+    repo: cas.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An unchanged folder's chunks are not looked up in the index one by one while the
+    index still holds every segment they were checked against; once one is gone (say,
+    an index rebuilt by repair), they are, and what is missing is stored again."""
+    first, _ = _commit(repo)
+    looked: list[object] = []
+    real = ChunkIndex.__contains__
+
+    def counting(self: ChunkIndex, blob_id: object) -> bool:
+        looked.append(blob_id)
+        return real(self, blob_id)
+
+    monkeypatch.setattr(ChunkIndex, "__contains__", counting)
+    wt = _wt(repo)
+    with cas.open(wt, cache_dir=tmp_path / "cache", progress=False) as again:
+        res = again.commit("unchanged")
+    assert res.scanned_bytes == 0
+    assert len(looked) <= len(FOLDERS)  # each folder's tree, no chunk
+    store = tmp_path / "store"
+    for segment in (store / "index").rglob("*"):
+        if segment.is_file():
+            segment.unlink()  # every chunk the index knew is unknown now
+    looked.clear()
+    with cas.open(wt, cache_dir=tmp_path / "cache", progress=False) as lost:
+        res = lost.commit("after the index was lost")
+        assert res.scanned_bytes == res.bytes  # nothing vouched for: read and stored again
+        assert lost.repository.load_commit(res.commit_id).tree == (
+            lost.repository.load_commit(first.commit_id).tree
+        )
+        assert lost.verify().ok

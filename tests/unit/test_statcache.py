@@ -165,8 +165,25 @@ def test_folder_tree_is_reused_only_for_the_same_digest_with_everything_indexed(
     assert back.reuse_tree(b"d", digest, index - {tree}) is None  # tree not in the store
     lost = files[b"b"].chunks[1].chunk_id
     assert back.reuse_tree(b"d", digest, index - {lost}) is None  # a chunk not in the store
+    # Vouched for by the index mark, the chunks are not looked up (the tree still is).
+    assert back.reuse_tree(b"d", digest, index - {lost}, vouched=True) == tree
+    assert back.reuse_tree(b"d", digest, index - {tree}, vouched=True) is None
     # The folder's file rows are there for a partial rebuild.
     assert back.lookup(_entry("d/b", files[b"b"], ino=1)) == files[b"b"]
+
+
+def test_the_index_mark_vouches_only_while_every_segment_it_names_is_there():
+    segments = [hash_bytes(b"segment %d" % i) for i in range(3)]
+    cache = StatCache()
+    assert not cache.index_vouched(set(segments))  # no mark yet: chunks are looked up
+    cache.set_index_mark(segments[:2])
+    assert cache.changed
+    back = _roundtrip(cache)
+    assert back.index_vouched(set(segments)) and back.index_vouched(set(segments[:2]))
+    assert not back.index_vouched({segments[0], segments[2]})  # one lost (say, a repair)
+    back.changed = False
+    back.set_index_mark(reversed(segments[:2]))
+    assert not back.changed  # the same mark: nothing to save
 
 
 def test_folder_with_a_racy_file_is_not_vouched_for():
