@@ -239,16 +239,22 @@ class _Planner:
                     continue
                 t, lo, b = targets.get(name), local.get(name), bases.get(name)
                 t_sub = t.oid if t is not None and t.kind == EntryKind.DIR else None
-                lo_dir = lo is not None and lo.kind == EntryKind.DIR
-                if t_sub is not None or lo_dir:
-                    b_sub = b.oid if b is not None and b.kind == EntryKind.DIR else None
-                    deleted = lo_dir and t_sub is None and (t is not None or self._in_scope(path))
-                    folders.append(
-                        (path, t_sub, None if b_sub == t_sub else b_sub, lo_dir, doomed or deleted)
-                    )
+                b_sub = b.oid if b is not None and b.kind == EntryKind.DIR else None
                 if b is not None and (b == t or not self._in_scope(path)):
                     b = None  # equal to the target's entry, it decides nothing
-                self._entry(path, t, lo, b, doomed)
+                deleted = self._entry(path, t, lo, b, doomed)
+                lo_dir = lo is not None and lo.kind == EntryKind.DIR
+                if t_sub is not None or lo_dir:
+                    # A folder on disk that the plan deletes goes with all it holds.
+                    folders.append(
+                        (
+                            path,
+                            t_sub,
+                            None if b_sub == t_sub else b_sub,
+                            lo_dir,
+                            doomed or (lo_dir and deleted),
+                        )
+                    )
 
     def _named(self, tree_id: ObjectId | None, folder: str) -> dict[str, TreeEntry]:
         if tree_id is None:
@@ -270,9 +276,9 @@ class _Planner:
         lo: LocalEntry | None,
         b: TreeEntry | None,
         doomed: bool,
-    ) -> None:
+    ) -> bool:
         """Plan one path: ``t`` the target's entry, ``lo`` the disk's, ``b`` the base's
-        (only where it differs from ``t``)."""
+        (only where it differs from ``t``). True when the disk entry is deleted."""
         plan = self.plan
         if t is not None:
             if t.kind == EntryKind.DIR:
@@ -281,15 +287,17 @@ class _Planner:
                 plan.files += 1
         if lo is not None and lo.kind == EntryKind.DIR:
             self.kept[path] = lo
+        deleted = False
         if t is not None and lo is not None:
             if self._already(path, t, lo):
-                return
+                return False
             if not self._clean(lo, b):
                 plan.conflicts.append(path)
             self.kept[path] = lo
             if lo.kind == EntryKind.DIR or t.kind == EntryKind.DIR:
                 # A folder replaces a file or link, or the reverse: remove the old first.
                 plan.deletes.append(path)
+                deleted = True
             if t.kind != EntryKind.DIR and lo.kind == EntryKind.FILE:
                 self._content(lo)  # its chunks are the best source for its new version
         if t is not None:
@@ -307,6 +315,8 @@ class _Planner:
                 plan.conflicts.append(path)
             plan.deletes.append(path)
             self.kept[path] = lo
+            deleted = True
+        return deleted
 
     def _already(self, path: str, t: TreeEntry, lo: LocalEntry) -> bool:
         """True when the disk entry is what the target wants (its metadata fixed if not)."""

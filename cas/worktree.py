@@ -251,11 +251,16 @@ def _split(path: str) -> tuple[bytes, bytes]:
     return parent, name
 
 
+def _adds_up(row: _Row) -> bool:
+    """True when a row's chunk sizes make its file size, one id each."""
+    return sum(row[7]) == row[0] and len(row[6]) == ID_SIZE * len(row[7])
+
+
 def _content(row: _Row) -> FileContent | None:
     """The content a row records, or None if the row does not add up."""
-    ids, sizes = row[6], row[7]
-    if sum(sizes) != row[0] or len(ids) != ID_SIZE * len(sizes):
+    if not _adds_up(row):
         return None
+    ids, sizes = row[6], row[7]
     return FileContent(
         ObjectId(row[5]),
         tuple(
@@ -488,16 +493,8 @@ class StatCache:
         """The file id recorded for ``e`` if its fingerprint is unchanged: what
         :meth:`lookup` finds, without building the chunk list."""
         parent, name = _split(e.path)
-        d = self._dirs.get(parent)
-        row = None if d is None else self._get(parent, d, name)
-        if (
-            row is None
-            or row[:4] != (e.size, e.mtime_ns, e.ino, e.ctime_ns)
-            or sum(row[7]) != row[0]
-            or len(row[6]) != ID_SIZE * len(row[7])
-        ):
-            return None
-        return row[5]
+        row = self._unchanged_row(parent, name, e.size, e.mtime_ns, e.ino, e.ctime_ns)
+        return None if row is None or not _adds_up(row) else row[5]
 
     def record(self, e: LocalEntry, content: FileContent) -> None:
         """Remember ``content`` for the fingerprint of ``e``."""
@@ -527,14 +524,19 @@ class StatCache:
         self, parent: bytes, name: bytes, size: int, mtime_ns: int, ino: int, ctime_ns: int
     ) -> tuple[FileContent, int] | None:
         """(content, seen_ns) recorded for file ``name`` of ``parent`` if unchanged."""
+        row = self._unchanged_row(parent, name, size, mtime_ns, ino, ctime_ns)
+        content = None if row is None else _content(row)
+        return None if content is None or row is None else (content, row[4])
+
+    def _unchanged_row(
+        self, parent: bytes, name: bytes, size: int, mtime_ns: int, ino: int, ctime_ns: int
+    ) -> _Row | None:
+        """The row of file ``name`` of ``parent`` if its fingerprint is this one."""
         d = self._dirs.get(parent)
-        if d is None:
-            return None
-        row = self._get(parent, d, name)
+        row = None if d is None else self._get(parent, d, name)
         if row is None or row[:4] != (size, mtime_ns, ino, ctime_ns):
             return None
-        content = _content(row)
-        return None if content is None else (content, row[4])
+        return row
 
     def reuse_tree(
         self, parent: bytes, digest: bytes, index: Container[bytes], *, vouched: bool = False
