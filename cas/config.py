@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 
 from cas.chunking import ChunkerParams
 from cas.codec import decode_guarded, pack_canonical, unpack_untrusted
+from cas.compression import FEATURE_PLANES2
 from cas.errors import CorruptObjectError, UnsupportedFormatError
 
 FORMAT_VERSION = 1
-KNOWN_FEATURES: frozenset[str] = frozenset()
+KNOWN_FEATURES: frozenset[str] = frozenset({FEATURE_PLANES2})
+# What a new store declares. A store created before a feature existed keeps its config
+# (it is never rewritten), and writers use only what that config declares.
+NEW_STORE_FEATURES: tuple[str, ...] = (FEATURE_PLANES2,)
 DEFAULT_PACK_SIZE = 32 << 20
 DEFAULT_ZSTD_LEVEL = 1
 
@@ -32,6 +36,11 @@ class StoreConfig:
     format_version: int = FORMAT_VERSION
     mandatory_features: tuple[str, ...] = ()
     optional_features: tuple[str, ...] = ()
+
+    @property
+    def planes(self) -> bool:
+        """Writers may store chunks as codec 2 (grouped byte planes)."""
+        return FEATURE_PLANES2 in self.mandatory_features
 
 
 def encode_config(c: StoreConfig) -> bytes:

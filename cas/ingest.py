@@ -81,9 +81,10 @@ def default_workers() -> int:
 class _ChunkSink:
     """Compresses and stores new chunks on a pool, with bounded queueing."""
 
-    def __init__(self, session: WriteSession, level: int, workers: int) -> None:
+    def __init__(self, session: WriteSession, level: int, planes: bool, workers: int) -> None:
         self._session = session
         self._level = level
+        self._planes = planes
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cas-zstd")
         self._slots = threading.BoundedSemaphore(2 * workers)
         self._errors: list[BaseException] = []
@@ -111,7 +112,7 @@ class _ChunkSink:
         fut.add_done_callback(self._done)
 
     def _store(self, chunk_id: ObjectId, data: bytes | memoryview) -> None:
-        codec, stored = compress(data, self._level)
+        codec, stored = compress(data, self._level, planes=self._planes)
         self._session.add(chunk_id, KIND_CHUNK, codec, len(data), stored)
 
     def _done(self, fut: Future[None]) -> None:
@@ -173,7 +174,7 @@ def snapshot_worktree(
     walked: set[bytes] = set()
     files = dirs = symlinks = nbytes = total = 0
     progress.start(0, "B", "commit")  # the total grows as the walk finds files to read
-    sink = _ChunkSink(session, repo.config.zstd_level, workers)
+    sink = _ChunkSink(session, repo.config.zstd_level, repo.config.planes, workers)
     local = threading.local()
     root = os.fsencode(wt.root)
 

@@ -254,7 +254,7 @@ def _reupload(
                 # The file may have changed since it was hashed: trust only what verifies.
                 if hash_bytes(data) != c.chunk_id or not session.reserve(c.chunk_id):
                     continue
-                codec, stored = compress(data, repo.config.zstd_level)
+                codec, stored = compress(data, repo.config.zstd_level, planes=repo.config.planes)
                 session.add(c.chunk_id, KIND_CHUNK, codec, len(data), stored)
                 want.discard(c.chunk_id)
                 report.reuploaded_chunks += 1

@@ -30,6 +30,7 @@ from cas.compression import compress, decompress
 from cas.config import (
     DEFAULT_PACK_SIZE,
     DEFAULT_ZSTD_LEVEL,
+    NEW_STORE_FEATURES,
     StoreConfig,
     decode_config,
     encode_config,
@@ -120,6 +121,7 @@ class Repository:
             chunker=chunker or ChunkerParams(),
             zstd_level=zstd_level,
             pack_size=pack_size,
+            mandatory_features=NEW_STORE_FEATURES,
         )
         config.chunker.validate()
         encoded = encode_config(config)

@@ -28,7 +28,7 @@ from cas.codec import (
     encode_ref_entry,
     encode_tree,
 )
-from cas.compression import CODEC_RAW, CODEC_ZSTD, decompress
+from cas.compression import CODEC_PLANES2, CODEC_RAW, CODEC_ZSTD, decompress
 from cas.config import StoreConfig, decode_config, encode_config
 from cas.hashing import hash_bytes
 from cas.ids import ObjectId
@@ -127,6 +127,19 @@ ZSTD_FRAME = bytes.fromhex(
     "28b52ffd6020006d01004402676f6c64656e206368756e6b2c20636f6d707265737365642077697468"
     "207a7374642e200100cc1f4a3d01"
 )
+
+
+# A codec-2 frame (byte planes, then zstd) made once by zstandard 0.25 (libzstd 1.5.7) at
+# level 3: 40 float16-like pairs and one odd byte. Its decoding must never change.
+PLANES_RAW = b"".join(bytes((i * 7 & 0xFF, 0x3C)) for i in range(40)) + b"!"
+PLANES_FRAME = bytes.fromhex(
+    "28b52ffd20518d0100a40200070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2"
+    "d9e0e7eef5fc030a11213c0100528232"
+)
+
+
+def test_golden_planes_frame_decodes() -> None:
+    assert decompress(CODEC_PLANES2, PLANES_FRAME, len(PLANES_RAW), "golden") == PLANES_RAW
 
 
 def _pack() -> tuple[ObjectId, bytes, list[PackEntry]]:

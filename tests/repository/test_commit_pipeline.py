@@ -78,11 +78,11 @@ def test_the_commit_is_the_same_whatever_the_workers_and_their_timing(
     rng = random.Random(3)
     lock = threading.Lock()
 
-    def jittery(data: bytes, level: int) -> tuple[int, bytes]:
+    def jittery(data: bytes, level: int, *, planes: bool = False) -> tuple[int, bytes]:
         with lock:
             pause = rng.random() * 0.002
         time.sleep(pause)
-        return real(data, level)
+        return real(data, level, planes=planes)
 
     trees = set()
     for n, (workers, jitter) in enumerate([(1, False), (3, True), (8, True)]):

@@ -227,7 +227,7 @@ def test_rewritten_footer_with_a_valid_checksum_is_accepted() -> None:
     "change",
     [
         {"kind": 2},
-        {"codec": 2},
+        {"codec": 3},
         {"raw": MAX_BLOB_SIZE + 1},
         {"offset": 0},
         {"offset": len(PACK_MAGIC) + BLOB_HEADER.size - 1},
