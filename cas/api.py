@@ -505,6 +505,7 @@ class Repo:
             IntegrityError: damaged data in the store (nothing was changed).
         """
         repo = self.repository
+        repo.load_index_soon()  # while the ref and its commit are read
         resolved = resolve_ref(repo, ref, defer_packs=True)
         if not resolved.packs_unchecked:
             return self._checkout(ref, resolved, paths, force, None)

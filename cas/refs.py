@@ -168,12 +168,12 @@ class RefStore:
 
     def _list(self, prefix: str = REFS) -> dict[str, list[tuple[str, int]]]:
         by_ref: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for info in self._backend.list(prefix):
-            parsed = parse_ref_entry_key(info.key)
+        for key in self._backend.list_keys(prefix):
+            parsed = parse_ref_entry_key(key)
             if parsed is None:
                 continue
             ref, seq, _eid = parsed
-            by_ref[ref].append((info.key, seq))
+            by_ref[ref].append((key, seq))
         return by_ref
 
     def _read_entry(self, key: str) -> RefEntry | None:

@@ -189,7 +189,7 @@ def repair_store(
         needed = {c: w for c, w in needed.items() if c not in repo.index}
     for oid, where in sorted(needed.items()):
         report.unrecoverable.append((f"blob {ObjectId(oid).hex()}", tuple(where)))
-    fresh = {info.key for info in repo.backend.list(INDEX)} - set(old_segments)
+    fresh = set(repo.backend.list_keys(INDEX)) - set(old_segments)
     if intact:
         segment = encode_segment(intact)
         seg_key = index_key(hash_bytes(segment))

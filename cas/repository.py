@@ -187,10 +187,10 @@ class Repository:
             if self._index_loaded and not refresh:
                 return self.index
             todo = []
-            for info in self.backend.list(INDEX):
-                seg_id = parse_object_key(info.key, INDEX)
+            for key in self.backend.list_keys(INDEX):
+                seg_id = parse_object_key(key, INDEX)
                 if seg_id is not None and seg_id not in self._segments:
-                    todo.append((info.key, seg_id))
+                    todo.append((key, seg_id))
 
             def read(item: tuple[str, ObjectId]) -> tuple[ObjectId, ParsedSegment] | None:
                 key, seg_id = item
@@ -211,6 +211,21 @@ class Repository:
             self.index.add_parsed(parsed)
             self._index_loaded = True
             return self.index
+
+    def load_index_soon(self) -> None:
+        """Start loading the index on a thread of its own, for an operation that will
+        need it after other reads (a checkout resolves its ref and reads the commit
+        first): on a Drive mount the two sets of round trips then overlap. Whoever calls
+        :meth:`load_index` meanwhile waits for it; a failure here is left for that call
+        to meet and report."""
+
+        def load() -> None:
+            try:
+                self.load_index()
+            except CasError as exc:
+                log.debug("index preload failed: %s", exc)
+
+        threading.Thread(target=load, name="cas-index", daemon=True).start()
 
     def index_segments(self) -> frozenset[ObjectId]:
         """The ids of the index segments loaded or written by this process."""

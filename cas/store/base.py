@@ -325,6 +325,14 @@ class Backend(Protocol):
         """
         ...
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """The keys :meth:`list` would yield, without their sizes and versions.
+
+        For a caller that needs only names (ref entries, index segments): a folder store
+        then saves a stat per key, a round trip each on a Drive mount.
+        """
+        ...
+
     def stat(self, key: str) -> KeyInfo:
         """Size and version token of ``key``.
 

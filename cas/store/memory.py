@@ -58,6 +58,10 @@ class MemoryBackend:
     def begin_write(self) -> PendingWrite:
         return BufferedWrite(self)
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        for info in self.list(prefix):
+            yield info.key
+
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         validate_prefix(prefix)
         with self._lock:

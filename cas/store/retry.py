@@ -105,6 +105,9 @@ class RetryingBackend:
         # A listing is materialised so that a failure midway is retried as a whole.
         return iter(self._call(f"list {prefix or '/'}", lambda: list(self.inner.list(prefix))))
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return iter(self._call(f"list {prefix or '/'}", lambda: list(self.inner.list_keys(prefix))))
+
     def stat(self, key: str) -> KeyInfo:
         return self._call(f"stat {key}", lambda: self.inner.stat(key))
 

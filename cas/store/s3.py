@@ -285,6 +285,10 @@ class S3Backend:
     def begin_write(self) -> PendingWrite:
         return BufferedWrite(self)  # one PUT (multipart for a large pack) at commit
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        for info in self.list(prefix):  # a listing carries the sizes anyway
+            yield info.key
+
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         validate_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")

@@ -296,6 +296,8 @@ class BackendContract:
         assert _keys(backend, "packs/ab/") == ["packs/ab/ab01", "packs/ab/ab02"]
         assert _keys(backend, "refs/") == ["refs/heads/main/0000000001-x"]
         assert all(is_valid_key(k) for k in listed)
+        for prefix in ("", "packs/", "packs/ab/", "refs/", "index/", "nothing/"):
+            assert sorted(backend.list_keys(prefix)) == _keys(backend, prefix)
 
     def test_list_versions_match_stat(self, backend: Backend) -> None:
         backend.write("a/b", b"12345")
@@ -318,6 +320,8 @@ class BackendContract:
     def test_list_refuses_a_bad_prefix(self, backend: Backend, prefix: str) -> None:
         with pytest.raises(ValueError, match="invalid list prefix"):
             list(backend.list(prefix))
+        with pytest.raises(ValueError, match="invalid list prefix"):
+            list(backend.list_keys(prefix))
 
     def test_list_hides_temp_files(self, backend: Backend, harness: Harness) -> None:
         backend.write("packs/ab/real", b"data")
@@ -326,6 +330,7 @@ class BackendContract:
         harness.plant_temp("config")
         assert _keys(backend) == ["packs/ab/real"]
         assert _keys(backend, "packs/ab/") == ["packs/ab/real"]
+        assert list(backend.list_keys("")) == ["packs/ab/real"]
 
     # ------------------------------------------------------------------ begin_write
 

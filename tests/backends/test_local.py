@@ -354,9 +354,14 @@ def test_list_of_an_unreachable_mount_is_transient(
         list(backend.list("packs/"))
 
 
+@pytest.mark.parametrize("fstype", ["ext4", "fuse.drive"], ids=["local-disk", "drive-mount"])
 def test_list_skips_a_file_removed_while_listing(
-    backend: LocalDirBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+    root: Path, monkeypatch: pytest.MonkeyPatch, fstype: str
 ) -> None:
+    """On a mount the stats run on a pool (each a round trip); either way a file gone
+    before its stat is left out."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
+    backend = LocalDirBackend(root)
     backend.write("a/gone", b"x")
     backend.write("a/kept", b"y")
     real_scandir = os.scandir
@@ -590,3 +595,92 @@ def test_a_full_local_disk_while_spooling_names_the_spool(
     monkeypatch.undo()
     pending.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "fuse.drive"], ids=["local-disk", "drive-mount"])
+def test_listing_a_folder_of_many_files_on_either_filesystem(
+    root: Path, monkeypatch: pytest.MonkeyPatch, fstype: str
+) -> None:
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
+    backend = LocalDirBackend(root)
+    keys = {f"index/{i:064x}": b"s" * i for i in range(40)}
+    keys["index/sub/deeper"] = b"d"
+    for key, data in keys.items():
+        backend.write(key, data)
+    listed = {i.key: i.size for i in backend.list("index/")}
+    assert listed == {k: len(v) for k, v in keys.items()}
+
+
+# ------------------------------------------------------------------- page cache advice
+
+
+def _advice(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        calls.append((os.fstat(fd).st_size, offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(local_module.os, "posix_fadvise", record)
+    return calls
+
+
+def test_a_large_value_leaves_the_page_cache_once_durable(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack nothing reads back soon does not push the user's files out of the page
+    cache, and the next pack reuses its memory; small values (refs, commits) stay."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "ext4")
+    backend = LocalDirBackend(root)
+    calls = _advice(monkeypatch)
+    big = local_module.DROP_CACHED_MIN
+    backend.write("commits/ab/small", b"c" * 100)
+    assert calls == []
+    backend.write("packs/00/big", b"p" * big)
+    pending = backend.begin_write()
+    pending.write(b"q" * big)
+    pending.commit("packs/00/streamed")
+    assert calls == [(big, 0, 0), (big, 0, 0)]
+    assert backend.read("packs/00/big") == b"p" * big  # advice only: nothing is lost
+
+
+def test_no_advice_without_fsync(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dirty pages are never dropped: the advice follows fsync only."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "ext4")
+    backend = LocalDirBackend(root, fsync=False)
+    calls = _advice(monkeypatch)
+    backend.write("packs/00/big", b"p" * local_module.DROP_CACHED_MIN)
+    assert calls == []
+
+
+def test_a_large_range_read_leaves_the_page_cache(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "ext4")
+    backend = LocalDirBackend(root)
+    size = 3 * local_module.DROP_CACHED_MIN
+    data = os.urandom(size)
+    backend.write("packs/00/big", data)
+    calls = _advice(monkeypatch)
+    assert backend.read_range("packs/00/big", 0, 100) == data[:100]
+    assert calls == []
+    n = local_module.DROP_CACHED_MIN
+    assert backend.read_range("packs/00/big", n, n) == data[n : 2 * n]
+    assert calls == [(size, n, n)]
+
+
+def test_advice_refused_by_the_platform_is_harmless(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "ext4")
+    backend = LocalDirBackend(root)
+
+    def refuse(*args: object) -> None:
+        raise OSError(errno.ENOSYS, "not here")
+
+    monkeypatch.setattr(local_module.os, "posix_fadvise", refuse)
+    data = os.urandom(2 * local_module.DROP_CACHED_MIN)
+    backend.write("packs/00/big", data)
+    assert backend.read_range("packs/00/big", 0, len(data)) == data

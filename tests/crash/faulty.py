@@ -44,6 +44,9 @@ class Wrapper:
     def list(self, prefix: str) -> Iterator[KeyInfo]:
         return self.inner.list(prefix)
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return (info.key for info in self.list(prefix))  # whatever list() makes of it
+
     def stat(self, key: str) -> KeyInfo:
         return self.inner.stat(key)
 

@@ -19,6 +19,7 @@ from cas.compression import compress
 from cas.config import StoreConfig, encode_config
 from cas.errors import (
     AlreadyExistsError,
+    BackendUnavailableError,
     CorruptObjectError,
     HashMismatchError,
     IntegrityError,
@@ -281,6 +282,40 @@ def test_load_index_refresh_sees_new_segments(backend: RecordingBackend) -> None
     ids = _store(_open(backend), _blobs(4))
     assert len(reader.load_index()) == 0  # loaded once, until asked to refresh
     assert len(reader.load_index(refresh=True)) == len(ids)
+
+
+def test_index_loaded_in_the_background_is_the_index(backend: RecordingBackend) -> None:
+    ids = _store(_create(backend), _blobs(6))
+    reader = _open(backend)
+    reader.load_index_soon()
+    index = reader.load_index()  # waits for the background load, or does it itself
+    assert all(index.lookup(i) is not None for i in ids)
+    assert reader.index_segments() == {parse_object_key(k, INDEX) for k in backend.list_keys(INDEX)}
+
+
+def test_a_background_index_load_that_fails_leaves_the_error_to_the_caller(
+    backend: RecordingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _store(_create(backend), _blobs(2))
+    reader = _open(backend)
+    failing = threading.Event()
+    failing.set()
+    real = backend.inner.list_keys
+
+    def list_keys(prefix: str) -> Iterator[str]:
+        if failing.is_set():
+            raise BackendUnavailableError("listing index/: mount gone")
+        return real(prefix)
+
+    monkeypatch.setattr(backend.inner, "list_keys", list_keys)
+    threads = set(threading.enumerate())
+    reader.load_index_soon()
+    for t in set(threading.enumerate()) - threads:
+        t.join(5)  # the preload failed quietly: nothing was raised in its thread
+    with pytest.raises(BackendUnavailableError):
+        reader.load_index()
+    failing.clear()
+    assert reader.load_index().lookup(ids[0]) is not None
 
 
 def test_read_of_an_unknown_blob(backend: RecordingBackend) -> None:
