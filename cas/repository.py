@@ -514,6 +514,9 @@ class WriteSession:
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="cas-send")
         self._pool = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-upload")
         self._packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
+        # Set while flush() waits for the last uploads: its own segment comes next, so no
+        # checkpoint is written meanwhile (on a Drive mount each is a few round trips).
+        self._flushing = False
         self.new_blobs = 0
         self.new_bytes = 0
         self.stored_bytes = 0
@@ -645,7 +648,7 @@ class WriteSession:
             self._packs[pack_id] = (total, entries)
             self.stored_bytes += total
             self.packs_written += 1
-            if len(self._packs) >= CHECKPOINT_PACKS:
+            if len(self._packs) >= CHECKPOINT_PACKS and not self._flushing:
                 checkpoint, self._packs = self._packs, {}
         if checkpoint is not None:
             # A checkpoint: if this commit is interrupted, a rerun (on any machine) finds
@@ -690,15 +693,21 @@ class WriteSession:
                 if w.count:
                     self._send_last(kind)
             sends, self._sends = self._sends, []
-        for fut in sends:
-            fut.result()
         with self._lock:
-            uploads, self._uploads = self._uploads, []
-        for fut in uploads:
-            fut.result()
-        self._raise_failed_upload()  # a failure whose future was pruned from the lists
-        with self._lock:
-            packs, self._packs = self._packs, {}
+            self._flushing = True
+        try:
+            for fut in sends:
+                fut.result()
+            with self._lock:
+                uploads, self._uploads = self._uploads, []
+            for fut in uploads:
+                fut.result()
+            self._raise_failed_upload()  # a failure whose future was pruned from the lists
+            with self._lock:
+                packs, self._packs = self._packs, {}
+        finally:
+            with self._lock:
+                self._flushing = False
         if packs:
             self._write_segment(packs)
         with self._lock:
