@@ -222,7 +222,8 @@ class Repository:
         def load() -> None:
             try:
                 self.load_index()
-            except CasError as exc:
+            except Exception as exc:  # noqa: BLE001 - never a traceback from a preload
+                # (the command may have ended and closed the backend meanwhile)
                 log.debug("index preload failed: %s", exc)
 
         threading.Thread(target=load, name="cas-index", daemon=True).start()
