@@ -495,12 +495,15 @@ class LocalDirBackend:
         pool: ThreadPoolExecutor | None = None
         try:
             for files in self._walk(prefix):
-                if len(files) > 1 and not self._local_disk:
-                    if pool is None:
-                        pool = ThreadPoolExecutor(LIST_STATS, thread_name_prefix="cas-list")
-                    stats = list(pool.map(_lstat_entry, (e for _k, e in files)))
-                else:
-                    stats = [_lstat_entry(e) for _k, e in files]
+                try:
+                    if len(files) > 1 and not self._local_disk:
+                        if pool is None:
+                            pool = ThreadPoolExecutor(LIST_STATS, thread_name_prefix="cas-list")
+                        stats = list(pool.map(_lstat_entry, (e for _k, e in files)))
+                    else:
+                        stats = [_lstat_entry(e) for _k, e in files]
+                except OSError as exc:  # the mount dropped meanwhile, say
+                    raise translate_os_error(exc, prefix or "/", "list") from exc
                 for (key, _e), st in zip(files, stats, strict=True):
                     if st is not None:
                         yield KeyInfo(key, st.st_size, _version(st))

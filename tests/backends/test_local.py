@@ -684,3 +684,23 @@ def test_advice_refused_by_the_platform_is_harmless(
     data = os.urandom(2 * local_module.DROP_CACHED_MIN)
     backend.write("packs/00/big", data)
     assert backend.read_range("packs/00/big", 0, len(data)) == data
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "fuse.drive"], ids=["local-disk", "drive-mount"])
+def test_a_stat_failing_while_listing_is_a_backend_error(
+    root: Path, monkeypatch: pytest.MonkeyPatch, fstype: str
+) -> None:
+    """A mount that drops between the folder's listing and its stats: a transient
+    backend error (retried by RetryingBackend), never a raw OSError."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: fstype)
+    backend = LocalDirBackend(root)
+    backend.write("a/x", b"1")
+    backend.write("a/y", b"2")
+
+    def dropped(entry: os.DirEntry[str]) -> os.stat_result | None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(local_module, "_lstat_entry", dropped)
+    with pytest.raises(BackendUnavailableError):
+        list(backend.list("a/"))
+    assert sorted(backend.list_keys("a/")) == ["a/x", "a/y"]  # names need no stat
