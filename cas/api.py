@@ -506,20 +506,23 @@ class Repo:
         """
         repo = self.repository
         repo.load_index_soon()  # while the ref and its commit are read
-        resolved = resolve_ref(repo, ref, defer_packs=True)
-        if not resolved.packs_unchecked:
-            return self._checkout(ref, resolved, paths, force, None)
-        # A recent version on a Drive mount: whether all its packs are on the store yet
-        # is checked beside the planning and the fetching (a stat per pack, seconds on a
-        # mount), and before anything in the worktree changes.
-        probe = _PackProbe(repo, resolved.commit_id)
         try:
-            return self._checkout(ref, resolved, paths, force, probe.check)
-        except Exception:
-            if probe.problem() is None:
-                raise
-        # Not all there yet (an upload still on its way): the newest complete version.
-        return self._checkout(ref, resolve_ref(repo, ref), paths, force, None)
+            resolved = resolve_ref(repo, ref, defer_packs=True)
+            if not resolved.packs_unchecked:
+                return self._checkout(ref, resolved, paths, force, None)
+            # A recent version on a Drive mount: whether all its packs are on the store
+            # yet is checked beside the planning and the fetching (a stat per pack,
+            # seconds on a mount), and before anything in the worktree changes.
+            probe = _PackProbe(repo, resolved.commit_id)
+            try:
+                return self._checkout(ref, resolved, paths, force, probe.check)
+            except Exception:
+                if probe.problem() is None:
+                    raise
+            # Not all there yet (an upload still on its way): the newest complete version.
+            return self._checkout(ref, resolve_ref(repo, ref), paths, force, None)
+        finally:
+            repo.stop_preload()  # done, or failed before it needed the index
 
     def _checkout(
         self,

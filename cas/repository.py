@@ -80,6 +80,10 @@ def commit_id_of(commit: Commit) -> ObjectId:
     return ObjectId(hash_bytes(encode_commit(commit)))
 
 
+class _PreloadStopped(Exception):
+    """An index preload stopped before it finished (nothing was added)."""
+
+
 class Repository:
     """An open store."""
 
@@ -95,6 +99,7 @@ class Repository:
         self._segments: set[ObjectId] = set()
         self._index_loaded = False
         self._index_lock = threading.Lock()
+        self._preload_stop = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,13 +181,19 @@ class Repository:
         return cls(backend, config, _cache_for(cache_root, config), writer)
 
     def close(self) -> None:
-        """Release the backend."""
+        """Release the backend (stopping an index preload still running)."""
+        self.stop_preload()
         self.backend.close()
 
     # ------------------------------------------------------------------ index
 
     def load_index(self, *, refresh: bool = False) -> ChunkIndex:
         """Load every index segment not loaded yet (all of them the first time)."""
+        return self._load_index(refresh, None)
+
+    def _load_index(self, refresh: bool, stop: threading.Event | None) -> ChunkIndex:
+        """:meth:`load_index`; with ``stop``, reads not started when it is set are not
+        made and :class:`_PreloadStopped` is raised, the index left as it was."""
         with self._index_lock:
             if self._index_loaded and not refresh:
                 return self.index
@@ -193,6 +204,8 @@ class Repository:
                     todo.append((key, seg_id))
 
             def read(item: tuple[str, ObjectId]) -> tuple[ObjectId, ParsedSegment] | None:
+                if stop is not None and stop.is_set():
+                    raise _PreloadStopped
                 key, seg_id = item
                 what = f"index segment {seg_id.short}"
                 try:
@@ -217,16 +230,27 @@ class Repository:
         need it after other reads (a checkout resolves its ref and reads the commit
         first): on a Drive mount the two sets of round trips then overlap. Whoever calls
         :meth:`load_index` meanwhile waits for it; a failure here is left for that call
-        to meet and report."""
+        to meet and report. :meth:`stop_preload` (or :meth:`close`) ends it early, so
+        that a command that fails before it needs the index (an unknown ref) does not
+        wait for segments it will never use."""
+        stop = self._preload_stop = threading.Event()
 
         def load() -> None:
             try:
-                self.load_index()
+                self._load_index(False, stop)
+            except _PreloadStopped:
+                log.debug("index preload stopped")
             except Exception as exc:  # noqa: BLE001 - never a traceback from a preload
                 # (the command may have ended and closed the backend meanwhile)
                 log.debug("index preload failed: %s", exc)
 
         threading.Thread(target=load, name="cas-index", daemon=True).start()
+
+    def stop_preload(self) -> None:
+        """Stop an index preload still running: reads not started are not made (one
+        that is loading for a caller of :meth:`load_index` is unaffected: that caller
+        loads what is left itself)."""
+        self._preload_stop.set()
 
     def index_segments(self) -> frozenset[ObjectId]:
         """The ids of the index segments loaded or written by this process."""
@@ -450,7 +474,9 @@ def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
 
 
 # Write an index segment after this many uploaded packs, so that an interrupted commit
-# leaves its progress on the remote (at most this many packs are uploaded again).
+# leaves its progress on the remote. A rerun uploads again fewer than this many packs,
+# plus, if the commit was cut while flush() waited for its last uploads (no checkpoint
+# then), the packs that landed during that wait: at most the uploads in flight.
 CHECKPOINT_PACKS = 4
 # A pack's bytes go to the sender thread in slices of this size as it fills, and at most
 # SEND_QUEUE bytes wait for it.

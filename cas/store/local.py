@@ -387,7 +387,9 @@ class LocalDirBackend:
                 data = os.pread(fd, length, start)
                 if 0 < len(data) < length:  # a short read before the end (some FUSE mounts)
                     data = _read_rest(fd, data, length, start)
-                if length >= DROP_CACHED_MIN:  # read once: see _drop_from_page_cache
+                if self._local_disk and length >= DROP_CACHED_MIN:
+                    # Read once: see _drop_from_page_cache. Not on a mount, where the
+                    # advice may be a round trip or drop the mount's own read-ahead.
                     _advise_dontneed(fd, start, len(data))
             finally:
                 self._readers.release(reader)
@@ -438,8 +440,7 @@ class LocalDirBackend:
                         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
                             raise
                     else:
-                        if self._local_disk:  # (on a mount, fstat may be a round trip)
-                            _drop_from_page_cache(fd)
+                        _drop_from_page_cache(fd, self._local_disk)
             finally:
                 os.close(fd)
             if tmp.parent != path.parent:
@@ -536,6 +537,8 @@ class LocalDirBackend:
                         continue
                 except FileNotFoundError:
                     continue
+                except OSError as exc:  # no type in the listing: a stat, which may fail
+                    raise translate_os_error(exc, prefix or "/", "list") from exc
                 key = Path(entry.path).relative_to(self.root).as_posix()
                 if is_valid_key(key):
                     files.append((key, entry))
@@ -567,23 +570,27 @@ class LocalDirBackend:
 DROP_CACHED_MIN = 1 << 20
 
 
-def _drop_from_page_cache(fd: int) -> None:
+def _drop_from_page_cache(fd: int, local_disk: bool) -> None:
     """Let the kernel drop the cached pages of a value just made durable, if it is large.
 
-    A commit writes gigabytes of packs that nothing reads back soon (checkout reads what
-    it needs once, through the local cache). Left in the page cache, they push out pages
+    A commit writes gigabytes of packs that nothing reads back soon (a checkout reads
+    each piece it needs once). Left in the page cache, they push out pages
     the user still wants — the dataset a notebook is training on — and every new pack
     takes fresh pages; dropped, the next pack reuses the memory of the last. On a
     virtual machine whose idle memory goes back to the host (Colab's runtimes, this
     project's benchmark machine), fresh pages cost a fault in the host each: writing
     into them ran at ~0.45 GB/s there against ~5 GB/s into reused ones. The pages are
-    clean after fsync, so dropping them writes nothing.
+    clean after fsync, so dropping them writes nothing. Only on a local disk: on a mount
+    the fstat that gives the size may be a round trip.
     """
+    if not local_disk:
+        return
     try:
-        if os.fstat(fd).st_size >= DROP_CACHED_MIN:
-            _advise_dontneed(fd, 0, 0)
+        size = os.fstat(fd).st_size
     except OSError:
-        pass
+        return  # advice only: the value is durable whatever this says
+    if size >= DROP_CACHED_MIN:
+        _advise_dontneed(fd, 0, 0)
 
 
 def _advise_dontneed(fd: int, offset: int, length: int) -> None:

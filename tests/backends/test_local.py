@@ -671,6 +671,19 @@ def test_a_large_range_read_leaves_the_page_cache(
     assert calls == [(size, n, n)]
 
 
+def test_no_advice_on_a_mount(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a mount (Drive's FUSE, NFS, SMB) the advice may be a round trip or drop the
+    mount's own read-ahead: neither writes nor reads give it."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    backend = LocalDirBackend(root)
+    calls = _advice(monkeypatch)
+    data = os.urandom(2 * local_module.DROP_CACHED_MIN)
+    backend.write("packs/00/big", data)
+    n = local_module.DROP_CACHED_MIN
+    assert backend.read_range("packs/00/big", n, n) == data[n:]
+    assert calls == []
+
+
 def test_advice_refused_by_the_platform_is_harmless(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -704,3 +717,29 @@ def test_a_stat_failing_while_listing_is_a_backend_error(
     with pytest.raises(BackendUnavailableError):
         list(backend.list("a/"))
     assert sorted(backend.list_keys("a/")) == ["a/x", "a/y"]  # names need no stat
+
+
+def test_a_folder_type_failing_while_listing_is_a_backend_error(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem whose listing carries no entry types makes ``is_dir`` a stat; one
+    failing on a dropped mount is a backend error too, never a raw OSError."""
+    backend = LocalDirBackend(root)
+    backend.write("a/x", b"1")
+    real_scandir = os.scandir
+
+    class Untyped:
+        def __init__(self, entry: os.DirEntry[str]) -> None:
+            self.path, self.name = entry.path, entry.name
+
+        def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    def scandir(path: str) -> list[Untyped]:
+        return [Untyped(e) for e in real_scandir(path)]
+
+    monkeypatch.setattr(local_module.os, "scandir", scandir)
+    with pytest.raises(BackendUnavailableError):
+        list(backend.list_keys("a/"))
+    monkeypatch.undo()
+    assert list(backend.list_keys("a/")) == ["a/x"]

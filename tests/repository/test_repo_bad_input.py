@@ -109,6 +109,20 @@ def test_unknown_ref(mini_store: StoreUnderTest, tmp_path: Path):
     _assert_left_empty(fresh)
 
 
+def test_a_checkout_of_an_unknown_ref_stops_the_index_preload(
+    mini_store: StoreUnderTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The index a checkout starts loading beside its ref lookup is not waited for
+    when the ref turns out unknown (on a Drive mount: seconds of segment reads)."""
+    with clone(mini_store, tmp_path / "wt", "v1") as repo:
+        stops: list[bool] = []
+        inner = repo.repository
+        monkeypatch.setattr(inner, "stop_preload", lambda: stops.append(True))
+        with pytest.raises(RefNotFoundError):
+            repo.checkout("nope")
+        assert stops == [True]
+
+
 # ---------------------------------------------------------------------------- damaged packs
 
 

@@ -318,6 +318,50 @@ def test_a_background_index_load_that_fails_leaves_the_error_to_the_caller(
     assert reader.load_index().lookup(ids[0]) is not None
 
 
+def test_a_stopped_index_preload_makes_no_more_reads(
+    backend: RecordingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout that fails before it needs the index (an unknown ref) stops the
+    preload: only the reads already on their way finish, and the index is left for
+    whoever loads it next, whole."""
+    width = max(repository.PARALLEL_REQUESTS, backend.capabilities.max_connections)
+    ids = [i for n in range(width + 4) for i in _store(_create_or_open(backend), _blobs(2, seed=n))]
+    segments = len(list(backend.list_keys(INDEX)))
+    assert segments > width
+    reader = _open(backend)
+    gate, reads = threading.Event(), []
+    real = backend.inner.read
+
+    def read(key: str) -> bytes:
+        if key.startswith(INDEX):
+            reads.append(key)
+            assert gate.wait(5)
+        return real(key)
+
+    monkeypatch.setattr(backend.inner, "read", read)
+    threads = set(threading.enumerate())
+    reader.load_index_soon()
+    deadline = time.monotonic() + 5
+    while len(reads) < width and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reader.stop_preload()
+    gate.set()
+    for t in set(threading.enumerate()) - threads:
+        t.join(5)
+    assert len(reads) == width  # the reads in flight; none started after the stop
+    assert reader.index_segments() == frozenset()  # nothing half-added
+    index = reader.load_index()
+    assert all(index.lookup(i) is not None for i in ids)
+    assert len(reader.index_segments()) == segments
+
+
+def _create_or_open(backend: Backend) -> Repository:
+    try:
+        return _open(backend)
+    except RepositoryNotFoundError:
+        return _create(backend)
+
+
 def test_read_of_an_unknown_blob(backend: RecordingBackend) -> None:
     repo = _create(backend)
     with pytest.raises(MissingDataError, match="in no indexed pack"):
@@ -570,6 +614,35 @@ def test_session_back_pressure_bounds_the_packs_held_in_memory() -> None:
     session.close()
     for raw in blobs:
         assert repo.read_blob(hash_bytes(raw)) == raw
+
+
+def test_no_checkpoint_while_flush_waits_for_the_last_uploads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Packs that land while flush() waits go into flush's own segment, not into a
+    checkpoint segment just before it (on a Drive mount each is a few round trips)."""
+    monkeypatch.setattr(repository, "CHECKPOINT_PACKS", 1)
+    gated = GatedPacks(MemoryBackend())
+    repo = _create(gated)  # type: ignore[arg-type]
+    blob = 10_000
+    blobs = [random.Random(i).randbytes(blob) for i in range(SMALL_PACK // blob + 2)]
+    session = repo.new_session()
+    _add_all(session, blobs)  # one full pack on its way (held at the gate), one open
+    flusher = threading.Thread(target=session.flush)
+    flusher.start()
+    for _ in range(3000):
+        if session._flushing or not flusher.is_alive():
+            break
+        time.sleep(0.01)
+    assert session._flushing
+    gated.gate.set()
+    flusher.join(60)
+    session.close()
+    assert session.packs_written == 2
+    assert session.segments_written == 1
+    fresh = _open(gated.inner)
+    for raw in blobs:
+        assert fresh.read_blob(hash_bytes(raw)) == raw
 
 
 def test_spooled_packs_go_out_as_many_at_once_as_the_backend_takes(
