@@ -139,11 +139,11 @@ def repair_store(
     """Rebuild the index from the packs; re-upload missing chunks found in ``worktree``."""
     progress = progress or NoProgress()
     report = RepairReport()
-    old_segments = [
-        info.key
+    old_segments = {
+        info.key: seg_id
         for info in repo.backend.list(INDEX)
-        if parse_object_key(info.key, INDEX) is not None
-    ]
+        if (seg_id := parse_object_key(info.key, INDEX)) is not None
+    }
     pack_ids = sorted(
         pid
         for info in repo.backend.list(PACKS)
@@ -169,7 +169,7 @@ def repair_store(
         progress.advance(1)
     progress.finish()
     # From here on, reads and dedup go through the rebuilt index only.
-    repo.replace_index(rebuilt)
+    repo.replace_index(rebuilt, superseded=old_segments.values())
     with repo.new_session() as session:
         # The intact blobs of a damaged pack move to new packs, so that no index entry
         # points into a pack that does not match its id; the old pack becomes an orphan.

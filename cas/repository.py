@@ -97,6 +97,7 @@ class Repository:
         self.refs = RefStore(backend, cache, writer)
         self.index = ChunkIndex()
         self._segments: set[ObjectId] = set()
+        self._superseded: set[ObjectId] = set()  # see replace_index
         self._index_loaded = False
         self._index_lock = threading.Lock()
         self._preload_stop = threading.Event()
@@ -200,7 +201,11 @@ class Repository:
             todo = []
             for key in self.backend.list_keys(INDEX):
                 seg_id = parse_object_key(key, INDEX)
-                if seg_id is not None and seg_id not in self._segments:
+                if (
+                    seg_id is not None
+                    and seg_id not in self._segments
+                    and seg_id not in self._superseded
+                ):
                     todo.append((key, seg_id))
 
             def read(item: tuple[str, ObjectId]) -> tuple[ObjectId, ParsedSegment] | None:
@@ -257,11 +262,18 @@ class Repository:
         with self._index_lock:
             return frozenset(self._segments)
 
-    def replace_index(self, index: ChunkIndex) -> None:
-        """Use ``index`` (rebuilt by repair) instead of the segments on the store."""
+    def replace_index(self, index: ChunkIndex, superseded: Iterable[ObjectId] = ()) -> None:
+        """Use ``index`` (rebuilt by repair) instead of the segments on the store.
+
+        The ``superseded`` segments (those ``index`` was rebuilt to replace, still on the
+        store until repair deletes them) are never loaded into it again: a refresh — a
+        read that misses, say — would otherwise add back their entries for packs that
+        are gone or damaged. Segments written later are loaded as usual.
+        """
         with self._index_lock:
             self.index = index
             self._segments.clear()  # the index is no longer those segments
+            self._superseded.update(superseded)
             self._index_loaded = True
 
     def _read_verified(self, key: str, oid: ObjectId, what: str, *, cache: bool = True) -> bytes:

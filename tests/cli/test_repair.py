@@ -91,3 +91,19 @@ def test_unrecoverable_chunks_are_listed_with_exit_9(
     assert r.code == 9
     assert "error: unrecoverable: blob " in r.out and "(affects version " in r.out
     assert len(list((store / PACKS).rglob("*"))) > 0
+
+
+def test_packs_lost_with_their_folder_listings_are_never_reported_repaired(
+    worktree: Path, tmp_path: Path, run: Run
+) -> None:
+    """Every pack gone, folder listings included, and no local copy of them: repair
+    lists what it cannot recover and exits 9. (The old index segments, still on the
+    store until repair ends, must not vouch for the lost packs when a read misses.)"""
+    store = tmp_path / "store"
+    for pack in [p for p in (store / PACKS).rglob("*") if p.is_file()]:
+        pack.unlink()
+    empty_cache = ("--cache-dir", str(tmp_path / "empty-cache"))
+    r = run(*empty_cache, "-C", str(worktree), "--json", "repair")
+    assert r.code == 9, r.out + r.err
+    assert "a folder listing" in r.out
+    assert run(*empty_cache, "-C", str(worktree), "verify").code == 9

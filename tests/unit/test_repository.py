@@ -464,9 +464,16 @@ def test_replace_index(backend: RecordingBackend) -> None:
     repo = _create(backend)
     ids = _store(repo, _blobs(2))
     rebuilt = ChunkIndex()
-    repo.replace_index(rebuilt)
+    old = {parse_object_key(k, INDEX) for k in backend.list_keys(INDEX)}
+    repo.replace_index(rebuilt, superseded=old)
     assert repo.load_index() is rebuilt
     assert ids[0] not in repo.load_index()
+    # A refresh (a read that missed) never brings back what the rebuilt index replaced;
+    # a segment written afterwards is loaded as usual.
+    assert ids[0] not in repo.load_index(refresh=True)
+    later = _store(_open(backend), _blobs(2, seed=7)[1:])  # (blob 0 is the same for every seed)
+    index = repo.load_index(refresh=True)
+    assert ids[0] not in index and all(i in index for i in later)
 
 
 def test_damaged_cached_commit_is_read_again(backend: RecordingBackend, tmp_path: Path) -> None:
