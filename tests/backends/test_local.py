@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -743,3 +744,25 @@ def test_a_folder_type_failing_while_listing_is_a_backend_error(
         list(backend.list_keys("a/"))
     monkeypatch.undo()
     assert list(backend.list_keys("a/")) == ["a/x"]
+
+
+def test_a_listing_abandoned_midway_on_a_mount_stops_its_stat_threads(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that stops reading a listing (found what it looked for) leaves no stat
+    threads behind, and the next listing is whole."""
+    monkeypatch.setattr(local_module, "filesystem_type", lambda path: "fuse.drive")
+    backend = LocalDirBackend(root)
+    keys = {f"packs/{d:02x}/{i:064x}" for d in range(3) for i in range(5)}
+    for key in keys:
+        backend.write(key, b"p")
+    before = set(threading.enumerate())
+    listing = backend.list("packs/")
+    first = next(listing)
+    assert first.key in keys
+    listing.close()  # abandoned after one folder's stats
+    for t in set(threading.enumerate()) - before:
+        assert t.name.startswith("cas-list")
+        t.join(5)
+        assert not t.is_alive()
+    assert {i.key for i in backend.list("packs/")} == keys

@@ -16,7 +16,8 @@ import cas.config as config_module
 from cas.compression import CODEC_PLANES2, CODEC_RAW, CODEC_ZSTD, FEATURE_PLANES2
 from cas.config import decode_config, encode_config
 from cas.errors import UnsupportedFormatError
-from cas.layout import CONFIG_KEY
+from cas.layout import CONFIG_KEY, pack_key
+from cas.packs import KIND_CHUNK
 
 
 def _weights(path: Path, n: int, seed: int) -> bytes:
@@ -94,3 +95,34 @@ def test_a_cas_without_the_feature_refuses_the_store(
     with pytest.raises(UnsupportedFormatError, match=r"needs features .*zstd-planes2"):
         cas.clone(tmp_path / "store", tmp_path / "clone", progress=False)
     assert (wt / "models/model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("planes", [True, False], ids=["new-store", "store-from-before"])
+def test_repair_reuploads_with_the_stores_own_codecs(tmp_path: Path, planes: bool) -> None:
+    """Chunks that repair uploads again from the worktree follow the store's config like
+    a commit's: byte planes only where the store declares them."""
+    store = tmp_path / "store"
+    wt = _worktree(tmp_path)
+    repo = cas.init(store, wt, progress=False)
+    if not planes:
+        old = decode_config((store / CONFIG_KEY).read_bytes())
+        legacy = dataclasses.replace(old, mandatory_features=())
+        (store / CONFIG_KEY).write_bytes(encode_config(legacy))
+        repo = cas.open(wt, progress=False)
+    repo.commit("weights")
+    index = repo.repository.load_index(refresh=True)
+    data_packs = {loc.pack_id for _bid, loc in index.iter_blobs() if loc.kind == KIND_CHUNK}
+    assert data_packs
+    for pack_id in data_packs:  # lost; the folder listings stay, the worktree has every file
+        (store / pack_key(pack_id)).unlink()
+    report = repo.repair()
+    assert report.ok and report.reuploaded_chunks > 0
+    codecs = _codecs(repo)
+    if planes:
+        assert CODEC_PLANES2 in codecs
+    else:
+        assert codecs <= {CODEC_RAW, CODEC_ZSTD}
+    out = tmp_path / "clone"
+    cas.clone(store, out, cache_dir=tmp_path / "fresh-cache", progress=False)
+    for rel in ("models/model.safetensors", "models/adapter.safetensors", "notes.txt"):
+        assert (out / rel).read_bytes() == (wt / rel).read_bytes()

@@ -293,6 +293,20 @@ def test_index_loaded_in_the_background_is_the_index(backend: RecordingBackend) 
     assert reader.index_segments() == {parse_object_key(k, INDEX) for k in backend.list_keys(INDEX)}
 
 
+def test_a_refresh_beside_the_preload_loads_each_segment_once(backend: RecordingBackend) -> None:
+    """A refresh (a commit re-reading the index before it writes) that runs while the
+    preload is still loading waits for it, then adds only what the preload did not."""
+    ids = [i for n in range(6) for i in _store(_create_or_open(backend), _blobs(2, seed=n))]
+    reader = _open(backend)
+    reader.load_index_soon()
+    index = reader.load_index(refresh=True)
+    later = _store(_open(backend), _blobs(2, seed=99))  # a segment the preload never saw
+    index = reader.load_index(refresh=True)
+    assert all(index.lookup(i) is not None for i in [*ids, *later])
+    assert len(index) == len(set(ids) | set(later))
+    assert reader.index_segments() == {parse_object_key(k, INDEX) for k in backend.list_keys(INDEX)}
+
+
 def test_a_background_index_load_that_fails_leaves_the_error_to_the_caller(
     backend: RecordingBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
