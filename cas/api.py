@@ -281,15 +281,20 @@ def clone(
     root = Path(worktree).resolve()
     wt = Worktree.create(root, location)
     repo = Repo(wt, repository, progress=progress)
+    # The index loads while the ref is resolved (on a Drive mount, round trips each).
+    repository.load_index_soon()
     try:
-        branch = default_branch(repository)
-        if ref is None and not repository.branch_state(branch).exists:
-            wt.write_head(WorktreeHead(branch, None))  # an empty store: nothing to check out
-            return repo
-        repo.checkout(ref or branch, force=force)
+        if ref is None:
+            ref = default_branch(repository)
+            if not repository.branch_state(ref).exists:
+                wt.write_head(WorktreeHead(ref, None))  # an empty store: nothing to check out
+                return repo
+        repo.checkout(ref, force=force)
     except BaseException:
         _detach(wt)
         raise
+    finally:
+        repository.stop_preload()
     return repo
 
 

@@ -101,6 +101,7 @@ class Repository:
         self._index_loaded = False
         self._index_lock = threading.Lock()
         self._preload_stop = threading.Event()
+        self._preload: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,6 +239,11 @@ class Repository:
         to meet and report. :meth:`stop_preload` (or :meth:`close`) ends it early, so
         that a command that fails before it needs the index (an unknown ref) does not
         wait for segments it will never use."""
+        running = self._preload
+        if self._index_loaded or (
+            running is not None and running.is_alive() and not self._preload_stop.is_set()
+        ):
+            return  # loaded, or on its way
         stop = self._preload_stop = threading.Event()
 
         def load() -> None:
@@ -249,7 +255,8 @@ class Repository:
                 # (the command may have ended and closed the backend meanwhile)
                 log.debug("index preload failed: %s", exc)
 
-        threading.Thread(target=load, name="cas-index", daemon=True).start()
+        self._preload = threading.Thread(target=load, name="cas-index", daemon=True)
+        self._preload.start()
 
     def stop_preload(self) -> None:
         """Stop an index preload still running: reads not started are not made (one

@@ -121,6 +121,19 @@ def test_a_checkout_of_an_unknown_ref_stops_the_index_preload(
         with pytest.raises(RefNotFoundError):
             repo.checkout("nope")
         assert stops == [True]
+    calls: list[bool] = []
+    real = Repository.stop_preload
+
+    def stop(self: Repository) -> None:
+        calls.append(True)
+        real(self)
+
+    monkeypatch.setattr(Repository, "stop_preload", stop)
+    fresh = _empty_folder(tmp_path / "fresh")
+    with pytest.raises(RefNotFoundError):
+        clone(mini_store, fresh, "nope")  # the clone started the preload, before the ref
+    assert calls
+    _assert_left_empty(fresh)
 
 
 # ---------------------------------------------------------------------------- damaged packs

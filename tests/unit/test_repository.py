@@ -293,6 +293,28 @@ def test_index_loaded_in_the_background_is_the_index(backend: RecordingBackend) 
     assert reader.index_segments() == {parse_object_key(k, INDEX) for k in backend.list_keys(INDEX)}
 
 
+def test_one_preload_at_a_time(backend: RecordingBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone starts the preload and its checkout asks again: one load, not two."""
+    _store(_create(backend), _blobs(2))
+    reader = _open(backend)
+    gate, lists = threading.Event(), []
+    real = backend.inner.list_keys
+
+    def list_keys(prefix: str) -> Iterator[str]:
+        if prefix == INDEX:
+            lists.append(prefix)
+            assert gate.wait(5)
+        return real(prefix)
+
+    monkeypatch.setattr(backend.inner, "list_keys", list_keys)
+    reader.load_index_soon()
+    reader.load_index_soon()
+    gate.set()
+    reader.load_index()
+    reader.load_index_soon()  # loaded: nothing to do
+    assert lists == [INDEX]
+
+
 def test_a_refresh_beside_the_preload_loads_each_segment_once(backend: RecordingBackend) -> None:
     """A refresh (a commit re-reading the index before it writes) that runs while the
     preload is still loading waits for it, then adds only what the preload did not."""
