@@ -321,7 +321,7 @@ python -m bench.run --preset small --remote s3 --write-docs     # moto[server], 
 python -m bench.run --preset medium --remote local --write-docs
 python -m bench.run --preset files100k --remote local --write-docs
 python -m bench.profile --preset small          # py-spy hot spots of one commit, one restore
-python -m bench.timeline --preset medium        # each store call of a commit and a restore on the Drive-like mount
+python -m bench.timeline --preset medium        # store calls of a commit, a restore on Drive
 ```
 
 Options: `--tools cas,targz,tarzstd,restic,borg` (those not installed are skipped and
