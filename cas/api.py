@@ -29,7 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cas.checkout import CheckoutStats, apply_checkout, local_content, plan_checkout
+from cas.checkout import (
+    MAX_WORKERS,
+    CheckoutStats,
+    apply_checkout,
+    local_content,
+    plan_checkout,
+)
 from cas.chunking import Chunker, ChunkerParams
 from cas.config import DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL
 from cas.errors import (
@@ -576,7 +582,7 @@ class Repo:
                 plan,
                 stat_cache,
                 progress=self.progress,
-                workers=repo.backend.capabilities.max_connections,
+                workers=min(MAX_WORKERS, repo.backend.capabilities.max_connections),
                 before_changes=before_changes,
             )
             if not paths:

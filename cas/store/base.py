@@ -9,13 +9,14 @@ documented on :class:`Backend`; ``tests/backends/contract.py`` checks it for eac
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cas.errors import BackendError, NoSpaceError, ShortReadError
 
@@ -187,21 +188,61 @@ class Spool:
         piece = SPOOL_PIECE
         offset = 0
         while offset < self.size:
-            with self._lock:  # never read through a descriptor closed (and reused) meanwhile
-                if self._file.closed:
-                    raise BackendError(f"{self._what}: its local spool file was dropped")
-                try:
-                    data = os.pread(self._fd, min(piece, self.size - offset), offset)
-                except OSError as exc:
-                    raise self._error(exc) from exc
+            data = self.read_at(offset, piece)
             if not data:
                 raise BackendError(f"{self._what}: its local spool file ended early")
             offset += len(data)
             yield data
 
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (fewer only at the end)."""
+        with self._lock:  # never read through a descriptor closed (and reused) meanwhile
+            if self._file.closed:
+                raise BackendError(f"{self._what}: its local spool file was dropped")
+            try:
+                return os.pread(self._fd, max(0, min(length, self.size - offset)), offset)
+            except OSError as exc:
+                raise self._error(exc) from exc
+
+    def reader(self) -> io.BufferedReader:
+        """A file object over the bytes from the start, with its own position (an SDK
+        that streams a request body from a file, and seeks back to retry, reads it)."""
+        return io.BufferedReader(_SpoolReader(self), SPOOL_PIECE)
+
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+class _SpoolReader(io.RawIOBase):
+    """A seekable read-only view of a :class:`Spool` (pread: no shared file offset)."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._spool.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._spool.read_at(self._pos, len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
 
 
 class SpooledWrite:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,10 +36,11 @@ from cas.errors import (
     ShortReadError,
 )
 from cas.store.base import (
-    BufferedWrite,
     Capabilities,
     KeyInfo,
     PendingWrite,
+    Spool,
+    SpooledWrite,
     is_valid_key,
     resolve_range,
     validate_key,
@@ -48,6 +49,9 @@ from cas.store.base import (
 
 MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 16 << 20
+# Packs on their way at once. Each waits in a spool file on the local disk and is sent
+# from there, so this bounds connections, not memory.
+S3_UPLOADS = 4
 _TRANSIENT_CODES = {
     "SlowDown",
     "Throttling",
@@ -183,6 +187,8 @@ class S3Backend:
             # Strong read-after-write consistency (AWS since 2020, MinIO, R2, GCS).
             ordered_visibility=True,
             max_connections=self._max,
+            max_uploads=min(S3_UPLOADS, self._max),
+            values_in_memory=False,
         )
 
     def _key(self, key: str) -> str:
@@ -252,19 +258,50 @@ class S3Backend:
                 return
             self._multipart(full, data, extra)
 
+    def _write_spool(self, key: str, spool: Spool, if_absent: bool) -> None:
+        """Send a value gathered in a local spool file, streamed from the file: a pack
+        on its way holds no more memory than the SDK's send buffer."""
+        full = self._key(key)
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        with self._errors(key, "write"):
+            if spool.size < self.multipart_threshold:
+                with spool.reader() as body:
+                    self._client.put_object(
+                        Bucket=self.bucket, Key=full, Body=body, ContentLength=spool.size, **extra
+                    )
+                return
+            self._multipart_parts(
+                full,
+                spool.size,
+                lambda start: spool.read_at(start, PART_SIZE),
+                extra,
+            )
+
     def _multipart(self, full: str, data: bytes | bytearray, extra: dict[str, str]) -> None:
+        view = memoryview(data)
+        self._multipart_parts(
+            full, len(data), lambda start: bytes(view[start : start + PART_SIZE]), extra
+        )
+
+    def _multipart_parts(
+        self,
+        full: str,
+        size: int,
+        part_at: Callable[[int], bytes],
+        extra: dict[str, str],
+    ) -> None:
+        """One multipart upload of ``size`` bytes, ``part_at(offset)`` giving each part."""
         upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)
         upload_id = upload["UploadId"]
         try:
             parts = []
-            view = memoryview(data)
-            for number, start in enumerate(range(0, len(data), PART_SIZE), start=1):
+            for number, start in enumerate(range(0, size, PART_SIZE), start=1):
                 resp = self._client.upload_part(
                     Bucket=self.bucket,
                     Key=full,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=bytes(view[start : start + PART_SIZE]),
+                    Body=part_at(start),
                 )
                 parts.append({"ETag": resp["ETag"], "PartNumber": number})
             # The object appears only now, whole; If-None-Match applies to this step.
@@ -283,7 +320,10 @@ class S3Backend:
             raise
 
     def begin_write(self) -> PendingWrite:
-        return BufferedWrite(self)  # one PUT (multipart for a large pack) at commit
+        # Gathered on the local disk, then sent whole (one PUT, or a multipart upload for
+        # a large value) at commit: retried from the spool after a dropped connection,
+        # and several packs on their way at once hold none of their bytes in memory.
+        return SpooledWrite(self._write_spool, f"a value on its way to {self.location}")
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         for info in self.list(prefix):  # a listing carries the sizes anyway

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cas.errors import AlreadyExistsError, PermissionDeniedError, RepositoryError
 from cas.store import open_backend
-from cas.store.base import TEMP_SUFFIX
+from cas.store.base import SPOOL_PIECE, TEMP_SUFFIX, Spool, SpooledWrite
 from cas.store.s3 import S3Backend, parse_s3_url
 from tests.backends.contract import BackendContract
 from tests.conftest import S3_CREDENTIALS, S3_REGION, S3Server
@@ -64,6 +66,48 @@ def test_large_values_go_through_multipart(harness: S3Harness) -> None:
     assert backend.read_range("packs/ab/big", -1000, 1000) == data[-1000:]
     with pytest.raises(AlreadyExistsError):
         backend.write("packs/ab/big", data, if_absent=True)
+
+
+@pytest.mark.parametrize("size", [3 << 20, 12 << 20], ids=["one-put", "multipart"])
+def test_a_pack_goes_out_from_its_spool_file_not_from_memory(harness: S3Harness, size: int) -> None:
+    """A pack is gathered in a spool file on the local disk and sent from it (one PUT,
+    or a multipart upload above the threshold), so several on their way at once hold
+    none of their bytes in memory; create-only still holds at the store."""
+    backend = harness.make()
+    assert not backend.capabilities.values_in_memory
+    assert backend.capabilities.max_uploads == 4
+    data = os.urandom(size)
+    pending = backend.begin_write()
+    assert isinstance(pending, SpooledWrite)
+    for i in range(0, size, 1 << 20):
+        pending.write(data[i : i + (1 << 20)])
+    pending.commit("packs/cd/spooled", if_absent=True)
+    assert harness.raw_read("packs/cd/spooled") == data
+    again = backend.begin_write()
+    again.write(b"other bytes")
+    with pytest.raises(AlreadyExistsError):
+        again.commit("packs/cd/spooled", if_absent=True)
+    again.abort()  # (a failed commit keeps its spool for a retry)
+    assert harness.raw_read("packs/cd/spooled") == data
+
+
+def test_a_spool_reads_back_as_a_seekable_file() -> None:
+    """What an SDK does with a request body: read in pieces, seek back to retry, find
+    the length from the end."""
+    spool = Spool("a test value")
+    data = os.urandom(3 * SPOOL_PIECE + 123)
+    spool.append(data)
+    with spool.reader() as body:
+        assert body.seekable()
+        assert body.read(10) == data[:10]
+        assert body.tell() == 10
+        assert body.read() == data[10:]
+        assert body.seek(0, os.SEEK_END) == len(data)
+        body.seek(5)
+        assert body.read(7) == data[5:12]
+        body.seek(0)
+        assert body.read() == data
+    spool.close()
 
 
 def test_keys_outside_the_prefix_are_invisible(harness: S3Harness) -> None:
