@@ -525,8 +525,9 @@ class WriteSession:
     which hashes them and writes them in order to the pack's pending write: straight to
     the store where the backend streams (a folder on a local disk: a pack is then never
     held in memory whole), into a spool file on the local disk (a folder on a Drive
-    mount: written whole, with retries, at commit), or into one buffer stored with one
-    write at commit (an object store). A full pack is committed under its name (the
+    mount, an object store: sent whole, with retries, at commit), or into one buffer
+    stored with one write at commit (the memory backend, a wrapper without its own
+    ``begin_write``). A full pack is committed under its name (the
     hash of its bytes) on an upload thread, at most ``max_uploads`` at once: by default
     the backend's ``max_uploads`` (or ``max_connections``), or ``BUFFERED_UPLOADS``
     where each pack on its way is held in memory. :meth:`flush` waits for the uploads

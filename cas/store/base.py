@@ -231,6 +231,8 @@ class _SpoolReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
+            raise ValueError(f"invalid whence {whence}")
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._spool.size}[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
@@ -238,6 +240,8 @@ class _SpoolReader(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("read of a closed spool reader")
         data = self._spool.read_at(self._pos, len(buffer))
         n = len(data)
         buffer[:n] = data
@@ -354,7 +358,9 @@ class Backend(Protocol):
         """Start a value whose key is known only at its end (a pack, named by the hash
         of its bytes): append to it with ``write``, then ``commit`` it under its key, or
         ``abort`` it. Until committed it is invisible; a crash leaves at most a temporary
-        name. Backends without ``streaming_write`` return a :class:`BufferedWrite`.
+        name. Without ``streaming_write`` the value is gathered first: in a
+        :class:`SpooledWrite`'s file on the local disk (a Drive mount, S3), or in a
+        :class:`BufferedWrite` in memory (``values_in_memory``).
         """
         ...
 

@@ -30,6 +30,7 @@ from cas.errors import (
     AlreadyExistsError,
     BackendError,
     BackendUnavailableError,
+    CasError,
     ObjectNotFoundError,
     PermissionDeniedError,
     RepositoryError,
@@ -215,6 +216,15 @@ class S3Backend:
                 f"no credentials to {action} {key} on {self.location}",
                 hint="configure AWS credentials (aws configure, or AWS_ACCESS_KEY_ID/"
                 "AWS_SECRET_ACCESS_KEY), or add ?profile=NAME to the store URL",
+            ) from exc
+        except self._botocore.exceptions.HTTPClientError as exc:
+            # Anything that failed while the request was being sent, wrapped by botocore
+            # (an SSL or proxy error, or our own error reading a spooled body).
+            cause = exc.kwargs.get("error")
+            if isinstance(cause, CasError):
+                raise cause from exc
+            raise BackendUnavailableError(
+                f"the request to {action} {key} on {self.location} failed: {exc}"
             ) from exc
 
     def read(self, key: str) -> bytes:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import os
+from typing import Any
 
 import pytest
 
-from cas.errors import AlreadyExistsError, PermissionDeniedError, RepositoryError
+from cas.errors import (
+    AlreadyExistsError,
+    BackendError,
+    BackendUnavailableError,
+    PermissionDeniedError,
+    RepositoryError,
+)
 from cas.store import open_backend
 from cas.store.base import SPOOL_PIECE, TEMP_SUFFIX, Spool, SpooledWrite
+from cas.store.retry import RetryingBackend
 from cas.store.s3 import S3Backend, parse_s3_url
 from tests.backends.contract import BackendContract
 from tests.conftest import S3_CREDENTIALS, S3_REGION, S3Server
@@ -76,6 +85,19 @@ def test_a_pack_goes_out_from_its_spool_file_not_from_memory(harness: S3Harness,
     backend = harness.make()
     assert not backend.capabilities.values_in_memory
     assert backend.capabilities.max_uploads == 4
+    bodies: list[type] = []
+    real_put, real_part = backend._client.put_object, backend._client.upload_part
+
+    def put_object(**kw: Any) -> Any:
+        bodies.append(type(kw["Body"]))
+        return real_put(**kw)
+
+    def upload_part(**kw: Any) -> Any:
+        assert len(kw["Body"]) <= 16 << 20  # one part at a time, read from the spool
+        return real_part(**kw)
+
+    backend._client.put_object = put_object  # type: ignore[method-assign]
+    backend._client.upload_part = upload_part  # type: ignore[method-assign]
     data = os.urandom(size)
     pending = backend.begin_write()
     assert isinstance(pending, SpooledWrite)
@@ -83,12 +105,54 @@ def test_a_pack_goes_out_from_its_spool_file_not_from_memory(harness: S3Harness,
         pending.write(data[i : i + (1 << 20)])
     pending.commit("packs/cd/spooled", if_absent=True)
     assert harness.raw_read("packs/cd/spooled") == data
+    if size < backend.multipart_threshold:
+        assert bodies == [io.BufferedReader]  # streamed from the file, never bytes
     again = backend.begin_write()
-    again.write(b"other bytes")
+    again.write(os.urandom(size))  # the same path: one PUT, or a multipart upload
     with pytest.raises(AlreadyExistsError):
         again.commit("packs/cd/spooled", if_absent=True)
     again.abort()  # (a failed commit keeps its spool for a retry)
     assert harness.raw_read("packs/cd/spooled") == data
+
+
+def test_a_spooled_pack_cut_off_midway_is_sent_again_whole(harness: S3Harness) -> None:
+    """A connection dropped while a pack's body is being sent: RetryingBackend commits
+    again, and the store gets every byte, read from the spool's start."""
+    import botocore.exceptions
+
+    inner = harness.make()
+    real_put = inner._client.put_object
+    calls: list[int] = []
+
+    def put_object(**kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            kw["Body"].read(1 << 20)  # part of the body went out, then the link dropped
+            raise botocore.exceptions.ConnectionClosedError(endpoint_url="http://127.0.0.1")
+        return real_put(**kw)
+
+    inner._client.put_object = put_object  # type: ignore[method-assign]
+    backend = RetryingBackend(inner, sleep=lambda _s: None)
+    data = os.urandom(3 << 20)
+    pending = backend.begin_write()
+    pending.write(data)
+    pending.commit("packs/cd/retried", if_absent=True)
+    assert len(calls) == 2
+    assert harness.raw_read("packs/cd/retried") == data
+
+
+def test_a_failure_while_a_request_is_sent_is_a_cas_error(harness: S3Harness) -> None:
+    """botocore wraps whatever fails while it sends (an SSL or proxy error, or our own
+    error reading a spooled body) in HTTPClientError: it comes out as a cas error."""
+    import botocore.exceptions
+
+    backend = harness.make()
+    ours = BackendError("a local spool file for a pack: its local spool file was dropped")
+    with pytest.raises(BackendError) as exc, backend._errors("packs/ab/x", "write"):
+        raise botocore.exceptions.HTTPClientError(error=ours)
+    assert exc.value is ours
+    with pytest.raises(BackendUnavailableError), backend._errors("packs/ab/x", "write"):
+        raise botocore.exceptions.HTTPClientError(error=OSError("proxy refused"))
 
 
 def test_a_spool_reads_back_as_a_seekable_file() -> None:

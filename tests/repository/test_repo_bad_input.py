@@ -9,10 +9,12 @@ import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import cas
+import cas.api as api_module
 from cas.codec import pack_canonical
 from cas.config import decode_config, encode_config
 from cas.errors import (
@@ -121,18 +123,32 @@ def test_a_checkout_of_an_unknown_ref_stops_the_index_preload(
         with pytest.raises(RefNotFoundError):
             repo.checkout("nope")
         assert stops == [True]
-    calls: list[bool] = []
-    real = Repository.stop_preload
+    order: list[str] = []
+    real_stop, real_soon = Repository.stop_preload, Repository.load_index_soon
+    real_resolve = api_module.resolve_ref
 
     def stop(self: Repository) -> None:
-        calls.append(True)
-        real(self)
+        order.append("stop")
+        real_stop(self)
+
+    def soon(self: Repository) -> None:
+        order.append("preload")
+        real_soon(self)
+
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        order.append("resolve")
+        return real_resolve(*args, **kwargs)
 
     monkeypatch.setattr(Repository, "stop_preload", stop)
+    monkeypatch.setattr(Repository, "load_index_soon", soon)
+    monkeypatch.setattr(api_module, "resolve_ref", resolve)
     fresh = _empty_folder(tmp_path / "fresh")
     with pytest.raises(RefNotFoundError):
-        clone(mini_store, fresh, "nope")  # the clone started the preload, before the ref
-    assert calls
+        clone(mini_store, fresh, "nope")
+    # The clone starts the preload before anything else reaches the store, and it is
+    # stopped however the clone ends (by its checkout, then by the clone itself).
+    assert order[0] == "preload" and "resolve" in order
+    assert order[-1] == "stop" and order.index("stop") > order.index("resolve")
     _assert_left_empty(fresh)
 
 
