@@ -231,13 +231,16 @@ class _SpoolReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
+        if whence == os.SEEK_CUR:
+            offset += self._pos
+        elif whence == os.SEEK_END:
+            offset += self._spool.size
+        elif whence != os.SEEK_SET:
             raise ValueError(f"invalid whence {whence}")
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._spool.size}[whence]
-        if base + offset < 0:
+        if offset < 0:
             raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
+        self._pos = offset
+        return offset
 
     def readinto(self, buffer: Any) -> int:
         if self.closed:

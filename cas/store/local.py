@@ -440,7 +440,8 @@ class LocalDirBackend:
                         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
                             raise
                     else:
-                        _drop_from_page_cache(fd, self._local_disk)
+                        if self._local_disk:  # (on a mount, fstat may be a round trip)
+                            _drop_from_page_cache(fd)
             finally:
                 os.close(fd)
             if tmp.parent != path.parent:
@@ -570,7 +571,7 @@ class LocalDirBackend:
 DROP_CACHED_MIN = 1 << 20
 
 
-def _drop_from_page_cache(fd: int, local_disk: bool) -> None:
+def _drop_from_page_cache(fd: int) -> None:
     """Let the kernel drop the cached pages of a value just made durable, if it is large.
 
     A commit writes gigabytes of packs that nothing reads back soon (a checkout reads
@@ -583,8 +584,6 @@ def _drop_from_page_cache(fd: int, local_disk: bool) -> None:
     clean after fsync, so dropping them writes nothing. Only on a local disk: on a mount
     the fstat that gives the size may be a round trip.
     """
-    if not local_disk:
-        return
     try:
         size = os.fstat(fd).st_size
     except OSError:

@@ -260,40 +260,45 @@ class S3Backend:
         return data
 
     def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
-        full = self._key(key)
-        extra = {"IfNoneMatch": "*"} if if_absent else {}
-        with self._errors(key, "write"):
-            if len(data) < self.multipart_threshold:
-                self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
-                return
-            self._multipart(full, data, extra)
+        view = memoryview(data)
+        self._send(
+            key,
+            len(data),
+            lambda: contextlib.nullcontext(data),
+            lambda start: bytes(view[start : start + PART_SIZE]),
+            if_absent,
+        )
 
     def _write_spool(self, key: str, spool: Spool, if_absent: bool) -> None:
         """Send a value gathered in a local spool file, streamed from the file: a pack
         on its way holds no more memory than the SDK's send buffer."""
+        self._send(
+            key, spool.size, spool.reader, lambda start: spool.read_at(start, PART_SIZE), if_absent
+        )
+
+    def _send(
+        self,
+        key: str,
+        size: int,
+        body: Callable[[], contextlib.AbstractContextManager[Any]],
+        part_at: Callable[[int], bytes],
+        if_absent: bool,
+    ) -> None:
+        """Store ``size`` bytes under ``key``: one PUT of ``body()`` (a context giving the
+        bytes or a file), or above ``multipart_threshold`` a multipart upload whose parts
+        ``part_at(offset)`` gives."""
         full = self._key(key)
         extra = {"IfNoneMatch": "*"} if if_absent else {}
         with self._errors(key, "write"):
-            if spool.size < self.multipart_threshold:
-                with spool.reader() as body:
+            if size < self.multipart_threshold:
+                with body() as payload:
                     self._client.put_object(
-                        Bucket=self.bucket, Key=full, Body=body, ContentLength=spool.size, **extra
+                        Bucket=self.bucket, Key=full, Body=payload, ContentLength=size, **extra
                     )
                 return
-            self._multipart_parts(
-                full,
-                spool.size,
-                lambda start: spool.read_at(start, PART_SIZE),
-                extra,
-            )
+            self._multipart(full, size, part_at, extra)
 
-    def _multipart(self, full: str, data: bytes | bytearray, extra: dict[str, str]) -> None:
-        view = memoryview(data)
-        self._multipart_parts(
-            full, len(data), lambda start: bytes(view[start : start + PART_SIZE]), extra
-        )
-
-    def _multipart_parts(
+    def _multipart(
         self,
         full: str,
         size: int,
