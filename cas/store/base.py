@@ -41,6 +41,9 @@ class Capabilities:
         atomic_replace: a write replaces an existing key atomically.
         conditional_write: ``if_absent`` is enforced by the store itself, so two
             racing writers of one key cannot both succeed.
+        compare_and_swap: the backend's ``write`` also takes ``if_version`` and the store
+            itself enforces it (S3's ``If-Match``): see :func:`write_if_version`. Refs do
+            not need it (docs/decisions/002 and 005).
         consistent_listing: a listing right after a write shows that write.
         ordered_visibility: once a write has returned, it is visible to every reader
             on every machine, so objects become visible in the order they were written
@@ -67,6 +70,7 @@ class Capabilities:
 
     atomic_replace: bool = True
     conditional_write: bool = True
+    compare_and_swap: bool = False
     consistent_listing: bool = True
     ordered_visibility: bool = False
     max_connections: int = 4
@@ -283,6 +287,27 @@ class SpooledWrite:
             self._spool = None
 
 
+def write_if_version(backend: Backend, key: str, data: bytes | bytearray, version: str) -> None:
+    """Compare-and-swap: store ``data`` under ``key`` only if the key's current version
+    token (from :meth:`Backend.stat` or :meth:`Backend.list`) is ``version``.
+
+    Only where ``backend.capabilities.compare_and_swap``: such a backend's ``write``
+    takes ``if_version``, and the store checks it and writes in one step, so of two
+    writers holding the same version only one succeeds. A retried write whose first
+    attempt landed unseen fails, like a lost race: read the key back to tell them apart.
+
+    Raises:
+        PreconditionFailedError: the key has another version, or no longer exists.
+        ValueError: the backend has no compare-and-swap (a bug: ask the capability).
+    """
+    if not backend.capabilities.compare_and_swap:
+        raise ValueError(f"{backend.location} has no compare-and-swap")
+    if not version:
+        raise ValueError("write_if_version needs a version token from stat() or list()")
+    write: Any = backend.write  # the keyword exists where the capability says so
+    write(key, data, if_version=version)
+
+
 def begin_write(backend: Backend) -> PendingWrite:
     """``backend.begin_write()`` where its class defines one, else a
     :class:`BufferedWrite` that ends in ``backend.write``.
@@ -351,6 +376,8 @@ class Backend(Protocol):
 
         With ``if_absent`` the write fails when the key exists (create-only); where
         ``capabilities.conditional_write`` is false this is checked, not enforced.
+        Where ``capabilities.compare_and_swap`` is true, ``write`` also takes
+        ``if_version`` (see :func:`write_if_version`).
 
         Raises:
             AlreadyExistsError: ``if_absent`` and the key exists.

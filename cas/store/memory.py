@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from cas.errors import AlreadyExistsError, ObjectNotFoundError
+from cas.errors import AlreadyExistsError, ObjectNotFoundError, PreconditionFailedError
 from cas.store.base import (
     BufferedWrite,
     Capabilities,
@@ -32,7 +32,7 @@ class MemoryBackend:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(max_connections=8)
+        return Capabilities(max_connections=8, compare_and_swap=True)
 
     def read(self, key: str) -> bytes:
         validate_key(key)
@@ -47,11 +47,22 @@ class MemoryBackend:
         start, end = resolve_range(key, len(data), offset, length)
         return data[start:end]
 
-    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
+    def write(
+        self,
+        key: str,
+        data: bytes | bytearray,
+        *,
+        if_absent: bool = False,
+        if_version: str | None = None,
+    ) -> None:
         validate_key(key)
         with self._lock:
             if if_absent and key in self._data:
                 raise AlreadyExistsError(key)
+            if if_version is not None and (
+                key not in self._data or str(self._versions[key]) != if_version
+            ):
+                raise PreconditionFailedError(f"{key} changed: its version is not {if_version}")
             self._data[key] = bytes(data)
             self._versions[key] = self._versions.get(key, 0) + 1
 

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cas.errors import BackendError, BackendUnavailableError
 from cas.store.base import (
@@ -84,8 +84,23 @@ class RetryingBackend:
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         return self._call(f"read {key}", lambda: self.inner.read_range(key, offset, length))
 
-    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
-        self._call(f"write {key}", lambda: self.inner.write(key, data, if_absent=if_absent))
+    def write(
+        self,
+        key: str,
+        data: bytes | bytearray,
+        *,
+        if_absent: bool = False,
+        if_version: str | None = None,
+    ) -> None:
+        if if_version is None:
+            self._call(f"write {key}", lambda: self.inner.write(key, data, if_absent=if_absent))
+            return
+        # Compare-and-swap (only where the inner backend's capabilities say it has it).
+        inner: Any = self.inner
+        self._call(
+            f"write {key}",
+            lambda: inner.write(key, data, if_absent=if_absent, if_version=if_version),
+        )
 
     def begin_write(self) -> PendingWrite:
         """The inner backend's stream where it has one (a local disk: nothing to retry);

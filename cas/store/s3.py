@@ -3,7 +3,8 @@ Google Cloud Storage through its S3-interoperable endpoint).
 
 Location form: ``s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME&profile=NAME]``. Anything
 not in the URL comes from the standard AWS configuration (environment, ``~/.aws``), read by
-boto3 itself. boto3 is an optional extra (``pip install 'cas[s3]'``), imported only here,
+boto3 itself. boto3 is an optional extra (``pip install boto3``, or the ``[s3]`` extra of
+a checkout: ``pip install '.[s3]'``), imported only here,
 and only when an ``s3://`` store is opened.
 
 Guarantees: one ``PutObject`` (or one completed multipart upload, for values above
@@ -12,15 +13,25 @@ Guarantees: one ``PutObject`` (or one completed multipart upload, for values abo
 listings are strongly consistent on AWS S3 since 2020 and on MinIO. Every read's length
 is checked: a short body is a :class:`ShortReadError`, never a short result.
 
-Errors are translated once, in :func:`_translate`: 404/NoSuchKey → not found;
-412 → already exists; 401/403 → permission denied; 416 → short read; 429, 5xx, SlowDown,
-throttling and connection errors → unavailable (transient: retried by
-:class:`~cas.store.retry.RetryingBackend`).
+Errors are translated once, at this boundary: an S3 error answer in :func:`_translate`
+(404/NoSuchKey → not found; 412 → already exists, or a failed compare-and-swap;
+401/403 → permission denied; 416 → short read; 409 ConditionalRequestConflict /
+OperationAborted, 429, 5xx, SlowDown and throttling → unavailable, transient: retried by
+:class:`~cas.store.retry.RetryingBackend`), and everything botocore raises itself in
+:func:`_translate_sdk_error` (connection, proxy, timeout, dropped or short transfer →
+unavailable; a TLS failure, missing or unusable credentials or profile, an SDK too old
+→ permanent, each with a hint). No botocore exception leaves this module.
+
+The client sends checksums only where S3 requires them
+(``request_checksum_calculation="when_required"``): since botocore 1.36 it otherwise adds
+CRC32 checksums, in aws-chunked bodies with trailers over HTTPS, which several
+S3-compatible stores reject. cas hashes every byte it reads with BLAKE3 anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +44,7 @@ from cas.errors import (
     CasError,
     ObjectNotFoundError,
     PermissionDeniedError,
+    PreconditionFailedError,
     RepositoryError,
     ShortReadError,
 )
@@ -71,6 +83,13 @@ _TRANSIENT_CODES = {
 }
 
 
+# The oldest botocore cas works with: 1.35.2 added If-None-Match to PutObject and
+# CompleteMultipartUpload, 1.36.0 the checksum options of the client's Config (and
+# If-Match on PutObject). boto3 1.36 requires botocore 1.36.
+MIN_BOTOCORE = (1, 36, 0)
+_SDK_HINT = "upgrade the S3 client: pip install -U 'boto3>=1.36'"
+
+
 def _import_boto3() -> Any:
     # Lazy: boto3 is an optional extra, needed only for s3:// stores.
     try:
@@ -82,9 +101,30 @@ def _import_boto3() -> Any:
     except ImportError as exc:
         raise RepositoryError(
             "s3:// stores need boto3, which is not installed",
-            hint="install the extra: pip install 'cas[s3]'",
+            hint="install the S3 client: pip install 'boto3>=1.36' (the [s3] extra of cas)",
         ) from exc
+    if _version_tuple(botocore.__version__) < MIN_BOTOCORE:
+        raise RepositoryError(
+            f"s3:// stores need botocore >= {'.'.join(map(str, MIN_BOTOCORE))}"
+            f" (installed: {botocore.__version__})",
+            hint=_SDK_HINT,
+        )
     return boto3, botocore
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.36.0"`` → ``(1, 36, 0)``; a non-numeric part ends it (``"1.36.0rc1"``)."""
+    out = []
+    for part in version.split("."):
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
 
 
 _LOADER_LOCK = threading.Lock()
@@ -124,7 +164,27 @@ def parse_s3_url(location: str) -> tuple[str, str, dict[str, str]]:
             f"unknown option(s) in {location!r}: {', '.join(sorted(unknown))}",
             hint="known options: endpoint, region, profile",
         )
+    endpoint = options.get("endpoint")
+    if endpoint is not None:
+        ep = urlsplit(endpoint)
+        if ep.scheme not in ("http", "https") or not ep.netloc:
+            raise RepositoryError(
+                f"invalid endpoint={endpoint} in {location!r}: not an http:// or https:// URL",
+                hint=_ENDPOINT_HINT,
+            )
     return parts.netloc, f"{prefix}/" if prefix else "", options
+
+
+_ENDPOINT_HINT = (
+    "give the endpoint option as a whole URL, e.g. endpoint=https://HOST or"
+    " endpoint=http://127.0.0.1:9000 (for a local server)"
+)
+_ENDPOINT_CONFIG = "AWS_ENDPOINT_URL[_S3] or endpoint_url in ~/.aws/config"
+_CREDENTIALS_HINT = (
+    "configure AWS credentials the standard way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,"
+    " AWS_PROFILE, ~/.aws/credentials and ~/.aws/config, see `aws configure`), or add"
+    " ?profile=NAME to the store URL"
+)
 
 
 class S3Backend:
@@ -141,26 +201,63 @@ class S3Backend:
         credentials: dict[str, str] | None = None,
         max_connections: int = 16,
         multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
         location: str | None = None,
     ) -> None:
         boto3, botocore = _import_boto3()
         self._botocore = botocore
         self.bucket = bucket
         self.prefix = prefix
+        # S3's smallest part (but the last) is 5 MiB.
         self.multipart_threshold = max(multipart_threshold, 5 << 20)
+        self.part_size = max(part_size, 5 << 20)
         self._max = max_connections
-        session = _new_session(boto3, botocore, profile, credentials or {})
+        self._location = location or f"s3://{bucket}/{prefix}".rstrip("/")
         config = botocore.config.Config(
             max_pool_connections=max_connections,
-            # One attempt here: RetryingBackend retries transient errors with backoff.
-            retries={"max_attempts": 1, "mode": "standard"},
+            # One attempt in all (botocore's "max_attempts" counts retries only, so 1 was
+            # one retry): RetryingBackend retries transient errors, with backoff.
+            retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
+            # No CRC32 checksums (aws-chunked bodies with trailers over HTTPS) unless an
+            # operation requires one: GCS, B2, R2 and older MinIO refuse them, and every
+            # byte read is checked with BLAKE3 anyway.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
-        self._client = session.client(
-            "s3", endpoint_url=endpoint_url, region_name=region, config=config
-        )
-        self._location = location or f"s3://{bucket}/{prefix}".rstrip("/")
+        with self._client_errors(endpoint_url, region):
+            session = _new_session(boto3, botocore, profile, credentials or {})
+            self._client = session.client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+
+    @contextlib.contextmanager
+    def _client_errors(self, endpoint: str | None, region: str | None) -> Iterator[None]:
+        """Translate what creating the session and client raises (a bad endpoint, region
+        or profile, or unusable credentials, from the URL or the AWS configuration)."""
+        exceptions = self._botocore.exceptions
+        try:
+            yield
+        except exceptions.InvalidRegionError as exc:  # also a ValueError
+            raise RepositoryError(
+                f"invalid region {region!r} for {self.location}: {exc}",
+                hint="give the region option as a name, e.g. region=us-east-1 (R2: auto)",
+            ) from exc
+        except ValueError as exc:
+            if "endpoint" in str(exc).lower():  # botocore: "Invalid endpoint: …" (no scheme)
+                where = f"endpoint={endpoint}" if endpoint else _ENDPOINT_CONFIG
+                raise RepositoryError(
+                    f"invalid S3 endpoint for {self.location} ({where}): {exc}",
+                    hint=_ENDPOINT_HINT,
+                ) from exc
+            raise RepositoryError(
+                f"cannot open {self.location}: {exc}",
+                hint="check the store URL's options and the AWS configuration"
+                " (~/.aws/config, AWS_* variables)",
+            ) from exc
+        except exceptions.BotoCoreError as exc:
+            raise _translate_sdk_error(self._botocore, exc, "", "open", self.location) from exc
 
     @classmethod
     def from_url(cls, location: str) -> S3Backend:
@@ -184,6 +281,7 @@ class S3Backend:
         return Capabilities(
             atomic_replace=True,
             conditional_write=True,
+            compare_and_swap=True,  # If-Match on PutObject
             consistent_listing=True,
             # Strong read-after-write consistency (AWS since 2020, MinIO, R2, GCS).
             ordered_visibility=True,
@@ -196,36 +294,16 @@ class S3Backend:
         return self.prefix + validate_key(key)
 
     @contextlib.contextmanager
-    def _errors(self, key: str, action: str) -> Iterator[None]:
+    def _errors(self, key: str, action: str, *, if_version: bool = False) -> Iterator[None]:
+        """Translate every botocore exception, once; ``if_version``: a 412 means the
+        compare-and-swap failed (else that a create-only write met the key)."""
+        exceptions = self._botocore.exceptions
         try:
             yield
-        except self._botocore.exceptions.ClientError as exc:
-            raise _translate(exc, key, action, self.location) from exc
-        except (
-            self._botocore.exceptions.EndpointConnectionError,
-            self._botocore.exceptions.ConnectionClosedError,
-            self._botocore.exceptions.ReadTimeoutError,
-            self._botocore.exceptions.ConnectTimeoutError,
-            self._botocore.exceptions.ResponseStreamingError,
-        ) as exc:
-            raise BackendUnavailableError(
-                f"the store {self.location} did not answer while trying to {action} {key}: {exc}"
-            ) from exc
-        except self._botocore.exceptions.NoCredentialsError as exc:
-            raise PermissionDeniedError(
-                f"no credentials to {action} {key} on {self.location}",
-                hint="configure AWS credentials (aws configure, or AWS_ACCESS_KEY_ID/"
-                "AWS_SECRET_ACCESS_KEY), or add ?profile=NAME to the store URL",
-            ) from exc
-        except self._botocore.exceptions.HTTPClientError as exc:
-            # Anything that failed while the request was being sent, wrapped by botocore
-            # (an SSL or proxy error, or our own error reading a spooled body).
-            cause = exc.kwargs.get("error")
-            if isinstance(cause, CasError):
-                raise cause from exc
-            raise BackendUnavailableError(
-                f"the request to {action} {key} on {self.location} failed: {exc}"
-            ) from exc
+        except exceptions.ClientError as exc:
+            raise _translate(exc, key, action, self.location, if_version=if_version) from exc
+        except exceptions.BotoCoreError as exc:
+            raise _translate_sdk_error(self._botocore, exc, key, action, self.location) from exc
 
     def read(self, key: str) -> bytes:
         with self._errors(key, "read"):
@@ -259,21 +337,57 @@ class S3Backend:
             raise ShortReadError(key, length, len(data))
         return data
 
-    def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
+    def write(
+        self,
+        key: str,
+        data: bytes | bytearray,
+        *,
+        if_absent: bool = False,
+        if_version: str | None = None,
+    ) -> None:
+        """Store ``data`` (see :meth:`Backend.write`); ``if_version``: only if the key's
+        current version (its ETag, from :meth:`stat`) is that one, else
+        :class:`PreconditionFailedError` (``If-Match``, one PUT whatever the size)."""
+        if if_version is not None:
+            self._write_if_version(key, data, if_version)
+            return
         view = memoryview(data)
         self._send(
             key,
             len(data),
             lambda: contextlib.nullcontext(data),
-            lambda start: bytes(view[start : start + PART_SIZE]),
+            lambda start: bytes(view[start : start + self.part_size]),
             if_absent,
         )
+
+    def _write_if_version(self, key: str, data: bytes | bytearray, version: str) -> None:
+        # Always one PutObject (S3 takes up to 5 GiB in one): If-Match on a completed
+        # multipart upload is not something the test server checks.
+        if not version:
+            raise ValueError("if_version needs a version token from stat()")
+        try:
+            with self._errors(key, "write", if_version=True):
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=bytes(data),
+                    ContentLength=len(data),
+                    IfMatch=version,
+                )
+        except ObjectNotFoundError as exc:  # no object: no version can match
+            raise PreconditionFailedError(
+                f"{key} changed: it no longer exists (expected version {version})"
+            ) from exc
 
     def _write_spool(self, key: str, spool: Spool, if_absent: bool) -> None:
         """Send a value gathered in a local spool file, streamed from the file: a pack
         on its way holds no more memory than the SDK's send buffer."""
         self._send(
-            key, spool.size, spool.reader, lambda start: spool.read_at(start, PART_SIZE), if_absent
+            key,
+            spool.size,
+            spool.reader,
+            lambda start: spool.read_at(start, self.part_size),
+            if_absent,
         )
 
     def _send(
@@ -305,12 +419,13 @@ class S3Backend:
         part_at: Callable[[int], bytes],
         extra: dict[str, str],
     ) -> None:
-        """One multipart upload of ``size`` bytes, ``part_at(offset)`` giving each part."""
+        """One multipart upload of ``size`` bytes, ``part_at(offset)`` giving each part;
+        aborted (its parts deleted) if anything fails before it is completed."""
         upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)
         upload_id = upload["UploadId"]
         try:
             parts = []
-            for number, start in enumerate(range(0, size, PART_SIZE), start=1):
+            for number, start in enumerate(range(0, size, self.part_size), start=1):
                 resp = self._client.upload_part(
                     Bucket=self.bucket,
                     Key=full,
@@ -328,6 +443,8 @@ class S3Backend:
                 **extra,
             )
         except BaseException:
+            # Best effort (the store may be what failed): a bucket lifecycle rule
+            # (AbortIncompleteMultipartUpload) removes what is left, see docs/backends.md.
             with contextlib.suppress(Exception):
                 self._client.abort_multipart_upload(
                     Bucket=self.bucket, Key=full, UploadId=upload_id
@@ -369,19 +486,36 @@ class S3Backend:
             self._client.close()
 
 
-def _translate(exc: Any, key: str, action: str, location: str) -> Exception:
+def _translate(
+    exc: Any, key: str, action: str, location: str, *, if_version: bool = False
+) -> CasError:
+    """An S3 error answer (botocore's ``ClientError``) → the cas error it means."""
     err = exc.response.get("Error", {})
     code = str(err.get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     where = f"{action} {key} on {location}"
+    if code == "NoSuchBucket":
+        return RepositoryError(
+            f"no bucket for {location}", hint="create the bucket first, or check the store URL"
+        )
+    if code == "NoSuchUpload":
+        # A multipart upload that vanished midway (aborted by a lifecycle rule, or by
+        # another client): a new attempt starts a new one.
+        return BackendUnavailableError(f"the multipart upload went away: {where}")
     if code in ("NoSuchKey", "404", "NotFound") or status == 404:
-        if code == "NoSuchBucket":
-            return RepositoryError(
-                f"no bucket for {location}", hint="create the bucket first, or check the store URL"
-            )
         return ObjectNotFoundError(key)
-    if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+    if code == "PreconditionFailed" or status == 412:
+        # If-None-Match: * met an existing key (PutObject, or CompleteMultipartUpload),
+        # or If-Match met another version.
+        if if_version:
+            return PreconditionFailedError(f"{key} changed: its version is not the one expected")
         return AlreadyExistsError(key)
+    if code in ("ConditionalRequestConflict", "OperationAborted"):
+        # 409: another conditional write or multipart completion on this key was in
+        # progress; S3 says to retry. A retry then sees its outcome (e.g. a 412).
+        return BackendUnavailableError(
+            f"another operation on the same key was in progress: {where} ({code})"
+        )
     if code == "InvalidRange" or status == 416:
         return ShortReadError(key, 1, 0)
     if code in (
@@ -392,9 +526,94 @@ def _translate(exc: Any, key: str, action: str, location: str) -> Exception:
         "ExpiredToken",
     ) or status in (401, 403):
         return PermissionDeniedError(
-            f"permission denied: {where} ({code})",
+            f"permission denied: {where} ({code or status})",
             hint="check the credentials; a read-only credential can still clone and check out",
         )
     if code in _TRANSIENT_CODES or status == 429 or status >= 500:
         return BackendUnavailableError(f"the store was busy or failing: {where} ({code or status})")
     return BackendError(f"failed to {where}: {code or status} {err.get('Message', '')}".strip())
+
+
+def _translate_sdk_error(
+    botocore: Any, exc: Exception, key: str, action: str, location: str
+) -> CasError:
+    """Anything botocore raises itself, other than an S3 error answer → a cas error.
+
+    ``botocore`` is the module (imported lazily).
+    """
+    exceptions = botocore.exceptions
+    where = f"{action} {key} on {location}" if key else f"{action} {location}"
+    cause = getattr(exc, "kwargs", {}).get("error")
+    if isinstance(cause, CasError):
+        # botocore wraps whatever fails while it sends a body: our own error reading a
+        # spooled value comes out as it was raised.
+        return cause
+    if isinstance(exc, exceptions.SSLError):
+        if _is_dropped_tls(exc):
+            return BackendUnavailableError(f"the TLS connection dropped: {where}: {exc}")
+        return BackendError(
+            f"TLS failed: {where}: {exc}",
+            hint="check the endpoint's scheme (http:// for a plain-HTTP server such as a"
+            " local MinIO, https:// otherwise) and, for a private CA, point AWS_CA_BUNDLE"
+            " (or ca_bundle in ~/.aws/config) at its certificate bundle",
+        )
+    if isinstance(
+        exc,
+        (
+            exceptions.ConnectionError,  # endpoint, proxy, connect timeout
+            exceptions.HTTPClientError,  # read timeout, connection closed, stream error
+            exceptions.IncompleteReadError,
+        ),
+    ):
+        return BackendUnavailableError(f"the store did not answer: {where}: {exc}")
+    if isinstance(exc, exceptions.ProfileNotFound):
+        return PermissionDeniedError(
+            f"cannot {where}: {exc}",
+            hint="name a profile defined in ~/.aws/config or ~/.aws/credentials"
+            " (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE): fix ?profile= in the store URL"
+            " or AWS_PROFILE",
+        )
+    if isinstance(
+        exc,
+        (
+            exceptions.NoCredentialsError,
+            exceptions.PartialCredentialsError,
+            exceptions.CredentialRetrievalError,
+            exceptions.TokenRetrievalError,
+            exceptions.SSOError,
+            exceptions.UnauthorizedSSOTokenError,
+            exceptions.UnknownCredentialError,
+            exceptions.ConfigParseError,
+            exceptions.ConfigNotFound,
+        ),
+    ):
+        return PermissionDeniedError(
+            f"no usable credentials to {where}: {exc}", hint=_CREDENTIALS_HINT
+        )
+    if isinstance(exc, exceptions.ParamValidationError):
+        return RepositoryError(
+            f"the installed botocore {botocore.__version__} cannot make a request cas needs"
+            f" ({where}): {exc}",
+            hint=_SDK_HINT,
+        )
+    return BackendError(f"failed to {where}: {type(exc).__name__}: {exc}")
+
+
+def _is_dropped_tls(exc: BaseException) -> bool:
+    """True when a TLS error is a connection cut off (EOF, reset), not a refusal to
+    trust the server (certificate, protocol, plain HTTP on the other end)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError)):
+            return True
+        kwargs = getattr(e, "kwargs", None)
+        links = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+        if isinstance(kwargs, dict):
+            links.append(kwargs.get("error"))
+        todo += [x for x in links if isinstance(x, BaseException)]
+    return False

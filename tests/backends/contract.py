@@ -19,8 +19,22 @@ from typing import Protocol
 
 import pytest
 
-from cas.errors import AlreadyExistsError, NotFoundError, ObjectNotFoundError, ShortReadError
-from cas.store.base import TEMP_SUFFIX, Backend, Capabilities, KeyInfo, begin_write, is_valid_key
+from cas.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    ShortReadError,
+)
+from cas.store.base import (
+    TEMP_SUFFIX,
+    Backend,
+    Capabilities,
+    KeyInfo,
+    begin_write,
+    is_valid_key,
+    write_if_version,
+)
 
 ALL_BYTES = bytes(range(256)) * 4
 
@@ -77,7 +91,8 @@ def _keys(backend: Backend, prefix: str = "") -> list[str]:
 
 
 class BackendContract:
-    """Every backend passes these."""
+    """Every backend passes these (a backend with ``compare_and_swap`` also passes
+    :class:`CompareAndSwapContract`)."""
 
     @pytest.fixture
     def backend(self, harness: Harness) -> Iterator[Backend]:
@@ -439,3 +454,100 @@ class BackendContract:
         with pytest.raises(ValueError, match=BAD_KEY):
             backend.delete(key)
         assert list(backend.list("")) == []
+
+    # ------------------------------------------------------------------ compare-and-swap
+
+    def test_compare_and_swap_is_there_exactly_where_the_capability_says(
+        self, backend: Backend
+    ) -> None:
+        backend.write("k", b"old")
+        version = backend.stat("k").version
+        if backend.capabilities.compare_and_swap:
+            write_if_version(backend, "k", b"new", version)
+            assert backend.read("k") == b"new"
+        else:
+            with pytest.raises(ValueError, match="no compare-and-swap"):
+                write_if_version(backend, "k", b"new", version)
+            assert backend.read("k") == b"old"
+
+
+class CompareAndSwapContract:
+    """Backends with ``capabilities.compare_and_swap`` pass these too (mix in beside
+    :class:`BackendContract`): ``write(..., if_version=token)``."""
+
+    @pytest.fixture
+    def cas_backend(self, backend: Backend) -> Backend:
+        assert backend.capabilities.compare_and_swap, "mixed into a backend without it"
+        return backend
+
+    def test_a_write_at_the_expected_version_replaces(
+        self, cas_backend: Backend, harness: Harness
+    ) -> None:
+        cas_backend.write("refs/x", b"one")
+        version = cas_backend.stat("refs/x").version
+        write_if_version(cas_backend, "refs/x", b"two", version)
+        assert cas_backend.read("refs/x") == b"two"
+        assert harness.raw_read("refs/x") == b"two"
+        assert cas_backend.stat("refs/x").version != version
+
+    def test_a_version_from_list_is_a_token_too(self, cas_backend: Backend) -> None:
+        cas_backend.write("refs/x", b"one")
+        (info,) = cas_backend.list("refs/")
+        write_if_version(cas_backend, "refs/x", b"two", info.version)
+        assert cas_backend.read("refs/x") == b"two"
+
+    def test_a_write_at_a_stale_version_fails(self, cas_backend: Backend, harness: Harness) -> None:
+        cas_backend.write("refs/x", b"one")
+        version = cas_backend.stat("refs/x").version
+        harness.raw_write("refs/x", b"someone else's")
+        with pytest.raises(PreconditionFailedError):
+            write_if_version(cas_backend, "refs/x", b"mine", version)
+        assert cas_backend.read("refs/x") == b"someone else's"
+
+    def test_a_write_at_a_version_of_a_deleted_key_fails(self, cas_backend: Backend) -> None:
+        cas_backend.write("refs/x", b"one")
+        version = cas_backend.stat("refs/x").version
+        cas_backend.delete("refs/x")
+        with pytest.raises(PreconditionFailedError):
+            write_if_version(cas_backend, "refs/x", b"mine", version)
+        with pytest.raises(ObjectNotFoundError):
+            cas_backend.read("refs/x")
+
+    def test_a_write_at_a_version_of_a_missing_key_fails(self, cas_backend: Backend) -> None:
+        cas_backend.write("refs/other", b"one")
+        version = cas_backend.stat("refs/other").version
+        with pytest.raises(PreconditionFailedError):
+            write_if_version(cas_backend, "refs/x", b"mine", version)
+        with pytest.raises(ObjectNotFoundError):
+            cas_backend.read("refs/x")
+
+    def test_an_empty_token_is_a_bug(self, cas_backend: Backend) -> None:
+        cas_backend.write("refs/x", b"one")
+        with pytest.raises(ValueError, match="version token"):
+            write_if_version(cas_backend, "refs/x", b"two", "")
+        assert cas_backend.read("refs/x") == b"one"
+
+    def test_racing_swaps_from_one_version_have_one_winner(self, cas_backend: Backend) -> None:
+        cas_backend.write("refs/x", b"start")
+        version = cas_backend.stat("refs/x").version
+        winners: list[int] = []
+        losers: list[int] = []
+        barrier = threading.Barrier(8)
+
+        def swap(i: int) -> None:
+            barrier.wait()
+            try:
+                write_if_version(cas_backend, "refs/x", b"writer %d" % i, version)
+            except PreconditionFailedError:
+                losers.append(i)
+            else:
+                winners.append(i)
+
+        threads = [threading.Thread(target=swap, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1
+        assert len(losers) == 7
+        assert cas_backend.read("refs/x") == b"writer %d" % winners[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cas.store.memory import MemoryBackend
-from tests.backends.contract import BackendContract
+from tests.backends.contract import BackendContract, CompareAndSwapContract
 
 
 class MemoryHarness:
@@ -38,7 +38,7 @@ def harness() -> MemoryHarness:
     return MemoryHarness()
 
 
-class TestMemoryBackend(BackendContract):
+class TestMemoryBackend(BackendContract, CompareAndSwapContract):
     pass
 
 

@@ -5,6 +5,9 @@ append an entry superseding the same head: the branch diverges, both commits sta
 reachable, ``status``/``log``/``branch`` show it, and ``cas branch --force`` resolves it.
 Without the barrier, at random timing, each run ends either the same way or with one
 writer refused (exit 6, "branch moved"), and never with a lost commit.
+
+The tests on a store with create-only writes run on a folder and on the loopback S3
+server (``new_store``); the Drive-like one needs a folder store without hard links.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from cas.repository import Repository
 from cas.store import LocalDirBackend
 from cas.worktree import Worktree
 from tests.conftest import SMALL_CHUNKER
+from tests.stores import StoreUnderTest
 
 from .conftest import DRIVER, digest
 from .faulty import NoCreateOnly
@@ -35,8 +40,7 @@ pytestmark = pytest.mark.crash
 RUNS = int(os.environ.get("CAS_TEST_CONCURRENT_RUNS", "4"))
 
 
-def _two_clones(tmp_path: Path) -> tuple[Path, Path, Path]:
-    store = tmp_path / "store"
+def _two_clones(store: str | Path, tmp_path: Path) -> tuple[str | Path, Path, Path]:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     (a / "base.bin").write_bytes(os.urandom(200_000))
@@ -64,14 +68,25 @@ def _all_commits(wt: Path) -> set[str]:
         return {e.commit_id.hex() for e in repo.log(all=True)}
 
 
-def test_forced_race_on_a_store_with_create_only_writes(tmp_path: Path) -> None:
-    """The store itself lets exactly one writer through (a claim per ref step)."""
-    _store, a, b = _two_clones(tmp_path)
+def test_forced_race_on_a_store_with_create_only_writes(
+    new_store: StoreUnderTest, tmp_path: Path
+) -> None:
+    """The store itself lets exactly one writer through (a claim per ref step): a folder
+    through a hard link, S3 through If-None-Match."""
+    _store, a, b = _two_clones(new_store.location, tmp_path)
     (a / "from-a.bin").write_bytes(os.urandom(50_000))
     (b / "from-b.bin").write_bytes(os.urandom(50_000))
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     procs = {wt: _commit(wt, f"from {wt.name}", f"barrier:{barrier}:2") for wt in (a, b)}
+    # The first writer to claim the branch's next step waits at the barrier, just before
+    # its ref entry; the other one, claiming the same step meanwhile, is refused by the
+    # store and exits. Only then is the barrier released (it would otherwise wait for a
+    # second writer that never comes, until the driver's deadline).
+    deadline = time.monotonic() + 120
+    while all(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (barrier / "released").touch()
     outs = {wt: p.communicate(timeout=120) for wt, p in procs.items()}
     codes = sorted(p.returncode for p in procs.values())
     assert codes == [0, 6], outs
@@ -93,7 +108,7 @@ def test_forced_race_on_a_store_with_create_only_writes(tmp_path: Path) -> None:
 
 def test_forced_race_on_a_drive_like_store_diverges_and_keeps_both(tmp_path: Path) -> None:
     """Without create-only writes, both writers land: the branch diverges, nothing is lost."""
-    store, a, b = _two_clones(tmp_path)
+    store, a, b = _two_clones(tmp_path / "store", tmp_path)
     (a / "from-a.bin").write_bytes(os.urandom(50_000))
     (b / "from-b.bin").write_bytes(os.urandom(50_000))
     gate = threading.Barrier(2, timeout=60)
@@ -144,8 +159,10 @@ def test_forced_race_on_a_drive_like_store_diverges_and_keeps_both(tmp_path: Pat
         assert not repo.verify().problems
 
 
-def test_random_concurrent_commits_never_lose_a_commit(tmp_path: Path) -> None:
-    _store, a, b = _two_clones(tmp_path)
+def test_random_concurrent_commits_never_lose_a_commit(
+    new_store: StoreUnderTest, tmp_path: Path
+) -> None:
+    _store, a, b = _two_clones(new_store.location, tmp_path)
     landed: set[str] = set()
     for run in range(RUNS):
         for wt in (a, b):
