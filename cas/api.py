@@ -41,6 +41,7 @@ from cas.config import DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL
 from cas.errors import (
     AlreadyExistsError,
     CasError,
+    ConflictError,
     DetachedHeadError,
     DirtyWorktreeError,
     LockedError,
@@ -62,11 +63,12 @@ from cas.history import (
 from cas.ids import ObjectId
 from cas.ingest import commit_snapshot, default_workers, snapshot_worktree
 from cas.objects import Commit, EntryKind, TreeEntry
+from cas.paths import split_path
 from cas.progress import BarProgress, NoProgress, Progress
 from cas.refs import check_ref_name
 from cas.repair import RepairReport, repair_store
 from cas.repository import Repository
-from cas.store import open_backend
+from cas.store import open_backend, resolve_location
 from cas.usage import UsageReport, measure_usage
 from cas.verify import VerifyReport, verify_store
 from cas.worktree import LocalEntry, Worktree, WorktreeHead
@@ -117,8 +119,8 @@ def _whoami() -> str:
 
 
 def _store_location(store: str | os.PathLike[str]) -> str:
-    s = os.fspath(store)
-    return s if "://" in s else os.path.abspath(os.path.expanduser(s))
+    """What a worktree records: an absolute folder path, or the URL of an object store."""
+    return resolve_location(os.fspath(store))
 
 
 # ---------------------------------------------------------------------------- results
@@ -137,6 +139,9 @@ class CommitResult:
     new_bytes: int
     stored_bytes: int
     diverged: bool
+    # Worktree paths the commit did not store: sockets, FIFOs and devices (each also
+    # logged as a warning). The commit holds everything else.
+    skipped: tuple[str, ...] = ()
 
     @property
     def short(self) -> str:
@@ -242,6 +247,10 @@ def init(
             folder already is a worktree.
     """
     location = _store_location(store)
+    if "://" not in location and os.path.lexists(location) and not os.path.isdir(location):
+        raise AlreadyExistsError(
+            f"file {location}", hint="a store is a folder: give the path of a new or empty one"
+        )
     root = Path(worktree).resolve()
     if (root / ".cas" / "worktree.json").exists():
         raise AlreadyExistsError(f"worktree {root}", hint="it is already attached to a store")
@@ -285,6 +294,7 @@ def clone(
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     repository = Repository.open(open_backend(location), cache_root=cache_root, writer=_whoami())
     root = Path(worktree).resolve()
+    created = not root.exists()
     wt = Worktree.create(root, location)
     repo = Repo(wt, repository, progress=progress)
     # The index loads while the ref is resolved (on a Drive mount, round trips each).
@@ -295,17 +305,44 @@ def clone(
             if not repository.branch_state(ref).exists:
                 wt.write_head(WorktreeHead(ref, None))  # an empty store: nothing to check out
                 return repo
-        repo.checkout(ref, force=force)
+        res = repo.checkout(ref, force=force)
+        _note_pending(ref, res.pending, res.commit_id)
     except BaseException:
-        _detach(wt)
+        _detach(wt, remove_root=created)
         raise
     finally:
         repository.stop_preload()
     return repo
 
 
-def _detach(wt: Worktree) -> None:
+def _note_pending(ref: str, pending: Sequence[ObjectId], used: ObjectId) -> None:
+    """Warn that ``ref`` has newer versions whose data is still on its way (Drive)."""
+    if pending:
+        log.warning(
+            "%s has newer %s whose data is not all on the store yet (an upload still in "
+            "progress elsewhere; on Colab: drive.flush_and_unmount() there); using %s, the "
+            "newest complete one",
+            ref,
+            _versions(pending),
+            used.short,
+        )
+
+
+def _versions(ids: Sequence[ObjectId]) -> str:
+    """``version X`` or ``versions X, Y`` (a few named)."""
+    shown = ", ".join(c.short for c in ids[:3]) + (
+        f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+    )
+    return f"version {shown}" if len(ids) == 1 else f"versions {shown}"
+
+
+def _detach(wt: Worktree, *, remove_root: bool) -> None:
+    """Undo a failed clone: its ``.cas`` folder, and the folder itself when the clone
+    made it and nothing else is in it (the user's files, if any, are never touched)."""
     shutil.rmtree(wt.meta, ignore_errors=True)
+    if remove_root:
+        with contextlib.suppress(OSError):
+            wt.root.rmdir()
 
 
 def open(
@@ -328,6 +365,8 @@ def open(
             open_backend(location), cache_root=cache_root, writer=_whoami()
         )
     except RepositoryNotFoundError as exc:
+        if "://" in location and not location.startswith("file://"):
+            raise  # an object store: its own hint
         raise RepositoryNotFoundError(
             location, hint="is the store mounted? (Colab: drive.mount('/content/drive'))"
         ) from exc
@@ -424,6 +463,8 @@ class Repo:
             RefConflictError: the branch moved on since this worktree's version.
             AlreadyExistsError: ``tag`` exists.
         """
+        if not message.strip():
+            raise ValueError("a commit needs a message")
         repo = self.repository
         with self.worktree.lock():
             self._recover()
@@ -486,6 +527,7 @@ class Repo:
             new_bytes=st.new_bytes,
             stored_bytes=st.stored_bytes,
             diverged=outcome.diverged,
+            skipped=tuple(self.worktree.skipped),
         )
 
     def _recover(self) -> None:
@@ -575,7 +617,9 @@ class Repo:
             )
             if plan.conflicts and not force:
                 self.worktree.save_stat_cache(stat_cache)
-                raise DirtyWorktreeError(sorted(set(plan.conflicts)))
+                raise DirtyWorktreeError(
+                    sorted(set(plan.conflicts)), attached=head.commit is not None
+                )
             stats = apply_checkout(
                 repo,
                 self.worktree,
@@ -684,8 +728,8 @@ class Repo:
         """
         repo = self.repository
         if a is not None and b is not None:
-            ta = repo.load_commit(resolve_ref(repo, a).commit_id).tree
-            tb = repo.load_commit(resolve_ref(repo, b).commit_id).tree
+            ta = repo.load_commit(self._resolve(a)).tree
+            tb = repo.load_commit(self._resolve(b)).tree
             return diff_trees(repo, ta, tb)
         if a is None:
             head = self.worktree.read_head()
@@ -706,6 +750,8 @@ class Repo:
         With ``all``, from every commit any branch or tag points or ever pointed at
         (including every head of a diverged branch).
         """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
         repo = self.repository
         labels = self._labels()
         if all:
@@ -724,13 +770,37 @@ class Repo:
             if head.commit is not None and head.commit not in starts:
                 starts.append(head.commit)
         else:
-            starts = [resolve_ref(repo, ref).commit_id]
-        out = []
-        for cid, c in iter_log(repo, starts):
-            out.append(LogEntry(cid, c, tuple(labels.get(cid, ()))))
-            if limit is not None and len(out) >= limit:
-                break
+            heads = self._diverged_heads(ref)
+            starts = heads if heads else [self._resolve(ref)]
+        out: list[LogEntry] = []
+        unreadable: list[ObjectId] = []
+        if limit != 0:
+            for cid, c in iter_log(repo, starts, unreadable=unreadable):
+                out.append(LogEntry(cid, c, tuple(labels.get(cid, ()))))
+                if limit is not None and len(out) >= limit:
+                    break
+        if unreadable:
+            log.warning(
+                "%s not readable on the store yet (an upload still in progress elsewhere? "
+                "on Colab: drive.flush_and_unmount() there; if it lasts, `cas verify`); "
+                "left out of the log",
+                _versions(unreadable),
+            )
         return out
+
+    def _diverged_heads(self, ref: str) -> list[ObjectId]:
+        """Every head of ``ref`` when it names a diverged branch (else nothing): its log
+        shows the commits of each."""
+        name = ref[len("heads/") :] if ref.startswith("heads/") else ref
+        if ref.startswith("tags/") or self.repository.refs.state(f"tags/{name}").exists:
+            return []  # a tag of that name comes first, as in resolve_ref
+        try:
+            state = self.repository.branch_state(name)
+        except ValueError:  # not a possible branch name
+            return []
+        if not state.diverged:
+            return []
+        return [h.entry.target for h in state.live_heads if h.entry.target is not None]
 
     def _labels(self) -> dict[ObjectId, list[str]]:
         labels: dict[ObjectId, list[str]] = {}
@@ -759,7 +829,9 @@ class Repo:
             if head.commit is None:
                 raise RefNotFoundError("HEAD")
             return head.commit
-        return resolve_ref(self.repository, ref).commit_id
+        resolved = resolve_ref(self.repository, ref)
+        _note_pending(ref, resolved.pending, resolved.commit_id)
+        return resolved.commit_id
 
     def ls(self, ref: str = "HEAD", path: str = "", *, recursive: bool = False) -> list[LsEntry]:
         """Entries of a version: the folder ``path`` (or the file itself)."""
@@ -767,7 +839,7 @@ class Repo:
         cid = self._resolve(ref)
         tree_id = repo.load_commit(cid).tree
         entry = lookup_path(repo, tree_id, path, f"version {cid.short}") if path else None
-        prefix = path.strip("/")
+        prefix = "/".join(split_path(path))  # "./a/" → "a"
         if entry is not None and entry.kind != EntryKind.DIR:
             return [LsEntry(prefix, entry)]
         sub = entry.oid if entry is not None else tree_id
@@ -837,7 +909,7 @@ class Repo:
         """Delete a tag (its commits stay; the history of the tag is kept)."""
         state = self.repository.refs.state(f"tags/{name}")
         if not state.exists or state.target is None:
-            raise RefNotFoundError(f"tags/{name}")
+            raise RefNotFoundError(name, kind="tag")
         self.repository.refs.update(f"tags/{name}", target=None, expected=state)
         return TagInfo(name, state.target)
 
@@ -883,10 +955,10 @@ class Repo:
         """Delete a branch (its commits stay reachable from tags or are left for gc)."""
         state = self.repository.branch_state(name)
         if not state.exists or state.target is None:
-            raise RefNotFoundError(f"heads/{name}")
+            raise RefNotFoundError(name, kind="branch")
         head = self.worktree.read_head()
         if head.branch == name:
-            raise CasError(
+            raise ConflictError(
                 f"cannot delete branch {name!r}: the worktree is on it",
                 hint="check out another branch first",
             )

@@ -45,6 +45,7 @@ from cas.errors import (
     IntegrityError,
     MissingDataError,
     NoSpaceError,
+    ObjectNotFoundError,
     PathNotFoundError,
     UnsafePathError,
 )
@@ -870,11 +871,8 @@ class _Staging:
         for cid in cids:
             loc = self.index.lookup(cid)
             if loc is None:
-                files = sorted(
-                    {self.plan.writes[d >> _OFF_BITS] for d in _dest_list(self.dests[cid])}
-                )
                 raise MissingDataError(
-                    f"chunk {cid.hex()} of {', '.join(files[:3])} is in no indexed pack; "
+                    f"chunk {cid.hex()} of {self._files_of([cid])} is in no indexed pack; "
                     "nothing in the worktree was changed"
                 )
             groups[loc.pack_id].append(cid)
@@ -956,9 +954,23 @@ class _Staging:
             finally:
                 os.close(fd)
         size = self.index.pack_size(pack_id) or 0
-        if size and sum(b[1] for b in blobs) >= WHOLE_PACK_SHARE * size:
-            return self._whole(pack_id, key, size, blobs)
-        return self._ranges(key, blobs)
+        try:
+            if size and sum(b[1] for b in blobs) >= WHOLE_PACK_SHARE * size:
+                return self._whole(pack_id, key, size, blobs)
+            return self._ranges(key, blobs)
+        except ObjectNotFoundError as exc:  # indexed, so once stored: lost since
+            raise MissingDataError(
+                f"pack {pack_id.hex()} is missing from the store; it holds data of "
+                f"{self._files_of(cids)}"
+            ) from exc
+
+    def _files_of(self, cids: Iterable[bytes]) -> str:
+        """The worktree files that chunks ``cids`` go to, a few named."""
+        files = sorted(
+            {self.plan.writes[d >> _OFF_BITS] for cid in cids for d in _dest_list(self.dests[cid])}
+        )
+        more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+        return ", ".join(files[:3]) + more
 
     def _whole(
         self,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from cas.errors import CorruptObjectError, UnsafePathError, UnsupportedFormatError
+from cas.errors import UPGRADE_HINT, CorruptObjectError, UnsafePathError, UnsupportedFormatError
 from cas.ids import ID_SIZE, ObjectId
 from cas.objects import ChunkRef, Commit, CommitStats, EntryKind, RefEntry, Tree, TreeEntry
 from cas.paths import MAX_NAME_BYTES, RESERVED_ROOT_NAMES, check_name
@@ -108,7 +108,7 @@ def _header(m: dict[str, Any], what: str, type_tag: str, known: int) -> None:
     if version > known:
         raise UnsupportedFormatError(
             f"{what} has format version {version}; this cas reads up to {known}",
-            hint="upgrade cas (pip install -U cas)",
+            hint=UPGRADE_HINT,
         )
     _expect(version >= 1, what, "format version 0")
 
@@ -185,7 +185,7 @@ def _decode_tree(data: bytes, what: str, at_root: bool) -> Tree:
     _expect(len(top) == 3 and top[0] == "tree", what, "type tag is not 'tree'")
     version = _int(top[1], what, "v")
     if version > TREE_VERSION:
-        raise UnsupportedFormatError(f"{what} has format version {version}", hint="upgrade cas")
+        raise UnsupportedFormatError(f"{what} has format version {version}", hint=UPGRADE_HINT)
     _expect(version >= 1, what, "format version 0")
     entries: list[TreeEntry] = []
     last: bytes | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from cas.chunking import ChunkerParams
 from cas.codec import decode_guarded, pack_canonical, unpack_untrusted
 from cas.compression import FEATURE_PLANES2
-from cas.errors import CorruptObjectError, UnsupportedFormatError
+from cas.errors import UPGRADE_HINT, CorruptObjectError, UnsupportedFormatError
 
 FORMAT_VERSION = 1
 KNOWN_FEATURES: frozenset[str] = frozenset({FEATURE_PLANES2})
@@ -88,19 +88,19 @@ def _decode_config(data: bytes, what: str) -> StoreConfig:
     if version > FORMAT_VERSION:
         raise UnsupportedFormatError(
             f"the store uses format version {version}; this cas reads up to {FORMAT_VERSION}",
-            hint="upgrade cas (pip install -U cas) to open it",
+            hint=UPGRADE_HINT,
         )
     mandatory = tuple(str(f) for f in m["mandatory_features"])
     unknown = sorted(set(mandatory) - KNOWN_FEATURES)
     if unknown:
         raise UnsupportedFormatError(
             f"the store needs features this cas does not know: {', '.join(unknown)}",
-            hint="upgrade cas (pip install -U cas) to open it",
+            hint=UPGRADE_HINT,
         )
     ch = m["chunker"]
     comp = m["compression"]
     if comp["codec"] != "zstd":
-        raise UnsupportedFormatError(f"unknown compression {comp['codec']!r}", hint="upgrade cas")
+        raise UnsupportedFormatError(f"unknown compression {comp['codec']!r}", hint=UPGRADE_HINT)
     params = ChunkerParams(
         min=int(ch["min"]),
         avg=int(ch["avg"]),

@@ -41,6 +41,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# The next step when a store is newer than this cas (the package is not on PyPI under the
+# name "cas", which belongs to another project, so no pip command is given).
+UPGRADE_HINT = "upgrade cas to a release that reads it (its README shows how to install it)"
+
 
 class CasError(Exception):
     """Base class of every error cas raises on purpose.
@@ -114,11 +118,14 @@ class ObjectNotFoundError(NotFoundError):
 class RefNotFoundError(NotFoundError):
     """No tag, branch or commit matches a name."""
 
-    def __init__(self, ref: str) -> None:
-        super().__init__(
-            f"unknown ref {ref!r}: no tag, branch or commit id matches it",
-            hint="list versions with `cas log`, `cas tag` or `cas branch`",
-        )
+    def __init__(self, ref: str, *, kind: str = "") -> None:
+        if kind:  # a name that must be a tag or a branch
+            message = f"unknown {kind} {ref!r}"
+            hint = f"list them with `cas {kind}`"
+        else:
+            message = f"unknown ref {ref!r}: no tag, branch or commit id matches it"
+            hint = "list versions with `cas log`, `cas tag` or `cas branch`"
+        super().__init__(message, hint=hint)
         self.ref = ref
 
 
@@ -157,26 +164,32 @@ class AmbiguousRefError(ConflictError):
 class DirtyWorktreeError(ConflictError):
     """Checkout would overwrite or delete changes that are in no commit."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, attached: bool = True) -> None:
         shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
-        super().__init__(
-            f"uncommitted changes would be lost: {shown}",
-            hint="commit them first, or pass --force (force=True) to discard them",
-        )
+        if attached:
+            message = f"uncommitted changes would be lost: {shown}"
+            hint = "commit them first, or pass --force (force=True) to discard them"
+        else:  # a folder with no version checked out yet (a clone into a full folder)
+            message = f"files in the folder differ from the version and would be lost: {shown}"
+            hint = "move them elsewhere first, or pass --force (force=True) to overwrite them"
+        super().__init__(message, hint=hint)
         self.paths = list(paths)
 
 
 class IntegrityError(CasError):
     """Stored data is damaged or missing."""
 
-    hint = "the store's copy is damaged; nothing damaged was written to your files"
+    hint = (
+        "nothing damaged was written to your files; `cas verify` names what is affected"
+        " and `cas repair` fixes what can be"
+    )
 
 
 class CorruptObjectError(IntegrityError):
     """Bytes that cannot be decoded as the object they claim to be."""
 
-    def __init__(self, what: str, reason: str) -> None:
-        super().__init__(f"corrupt {what}: {reason}")
+    def __init__(self, what: str, reason: str, *, hint: str = "") -> None:
+        super().__init__(f"corrupt {what}: {reason}", hint=hint)
         self.what = what
         self.reason = reason
 

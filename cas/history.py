@@ -219,13 +219,24 @@ def resolve_ref(repo: Repository, ref: str, *, defer_packs: bool = False) -> Res
 def iter_tree(
     repo: Repository, tree_id: ObjectId, prefix: str = ""
 ) -> Iterator[tuple[str, TreeEntry]]:
-    """Every entry below a tree, depth first, parents before children."""
+    """Every entry below a tree, depth first, parents before children.
+
+    Iterative (a stack of the folders being listed, not one call per level), so that any
+    depth is walked: a folder thousands of levels deep is a valid version. A sub-tree is
+    read when the walk reaches it, right after its own entry was yielded.
+    """
     tree = repo.load_tree(tree_id, at_root=not prefix)
-    for e in tree.entries:
-        path = join_path(prefix, e.name)
+    stack: list[tuple[str, Iterator[TreeEntry]]] = [(prefix, iter(tree.entries))]
+    while stack:
+        folder, entries = stack[-1]
+        e = next(entries, None)
+        if e is None:
+            stack.pop()
+            continue
+        path = join_path(folder, e.name)
         yield path, e
         if e.kind == EntryKind.DIR:
-            yield from iter_tree(repo, e.oid, path)
+            stack.append((path, iter(repo.load_tree(e.oid).entries)))
 
 
 def flatten_tree(repo: Repository, tree_id: ObjectId) -> dict[str, TreeEntry]:
@@ -264,14 +275,20 @@ def diff_trees(
     Files and symlinks are reported; a folder is reported only when it is empty (its
     appearing or going is otherwise seen through its contents). A file replaced by a
     folder is a deletion plus additions. Sub-trees with the same id are not read.
+    Changes come in path order, depth first (a folder's changes right after its own
+    entry's); the walk is iterative, so any depth is diffed.
     """
-    if old == new:
-        return []
-    a = {e.name: e for e in repo.load_tree(old, at_root=not prefix).entries} if old else {}
-    b = {e.name: e for e in repo.load_tree(new, at_root=not prefix).entries} if new else {}
     changes: list[Change] = []
-    for name in sorted(a.keys() | b.keys()):
-        path = join_path(prefix, name)
+    if old == new:
+        return changes
+    stack = [_diff_level(repo, old, new, prefix)]
+    while stack:
+        folder, a, b, names = stack[-1]
+        name = next(names, None)
+        if name is None:
+            stack.pop()
+            continue
+        path = join_path(folder, name)
         ea, eb = a.get(name), b.get(name)
         a_dir = ea is not None and ea.kind == EntryKind.DIR
         b_dir = eb is not None and eb.kind == EntryKind.DIR
@@ -300,8 +317,18 @@ def diff_trees(
                 and _is_empty(repo, new_sub)
             ):
                 changes.append(Change(path, "added", None, eb))
-            changes.extend(diff_trees(repo, old_sub, new_sub, path))
+            if old_sub != new_sub:
+                stack.append(_diff_level(repo, old_sub, new_sub, path))
     return changes
+
+
+def _diff_level(
+    repo: Repository, old: ObjectId | None, new: ObjectId | None, prefix: str
+) -> tuple[str, dict[str, TreeEntry], dict[str, TreeEntry], Iterator[str]]:
+    """One folder of :func:`diff_trees`: its two listings and its names in order."""
+    a = {e.name: e for e in repo.load_tree(old, at_root=not prefix).entries} if old else {}
+    b = {e.name: e for e in repo.load_tree(new, at_root=not prefix).entries} if new else {}
+    return prefix, a, b, iter(sorted(a.keys() | b.keys()))
 
 
 def _is_empty(repo: Repository, tree_id: ObjectId) -> bool:
@@ -334,20 +361,35 @@ def committed_file_ids(repo: Repository) -> set[bytes]:
     return ids
 
 
-def iter_log(repo: Repository, starts: list[ObjectId]) -> Iterator[tuple[ObjectId, Commit]]:
-    """Commits reachable from ``starts``, newest first (by commit time)."""
+def iter_log(
+    repo: Repository, starts: list[ObjectId], *, unreadable: list[ObjectId] | None = None
+) -> Iterator[tuple[ObjectId, Commit]]:
+    """Commits reachable from ``starts``, newest first (by commit time).
+
+    With ``unreadable``, a commit whose object cannot be read (not on the store yet, or a
+    zero-byte Drive "ghost": on Drive a ref entry may arrive before the commit it names)
+    is appended there and left out, with what only it reaches; without it, that raises.
+    """
     seen: set[ObjectId] = set()
     heap: list[tuple[int, bytes, ObjectId, Commit]] = []
+
+    def push(cid: ObjectId) -> None:
+        seen.add(cid)
+        try:
+            c = repo.load_commit(cid)
+        except (ObjectNotFoundError, HashMismatchError, ShortReadError):  # or a Drive ghost
+            if unreadable is None:
+                raise
+            unreadable.append(cid)
+            return
+        heapq.heappush(heap, (-c.time_ns, bytes(cid), cid, c))
+
     for cid in starts:
         if cid not in seen:
-            seen.add(cid)
-            c = repo.load_commit(cid)
-            heapq.heappush(heap, (-c.time_ns, bytes(cid), cid, c))
+            push(cid)
     while heap:
         _t, _b, cid, c = heapq.heappop(heap)
         yield cid, c
         for p in c.parents:
             if p not in seen:
-                seen.add(p)
-                pc = repo.load_commit(p)
-                heapq.heappush(heap, (-pc.time_ns, bytes(p), p, pc))
+                push(p)

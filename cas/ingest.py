@@ -473,7 +473,15 @@ def commit_snapshot(
     refs = repo.refs
     state = repo.branch_state(branch)
     current = state.target if state.exists else None
-    if state.diverged or current != (parents[0] if parents else None):
+    if state.diverged:
+        heads = ", ".join(h.entry.target.short for h in state.live_heads if h.entry.target)
+        raise RefConflictError(
+            f"branch {branch!r} has diverged (heads {heads}): two writers committed to it at once",
+            hint=f"pick its head first with `cas branch -f {branch} COMMIT` (see "
+            "`cas log --all`), or commit on a new branch: `cas branch NAME`, "
+            "`cas checkout NAME`, `cas commit`",
+        )
+    if current != (parents[0] if parents else None):
         raise RefConflictError(
             f"branch {branch!r} moved to {current.short if current else 'nothing'} "
             f"since this worktree's version {parents[0].short if parents else '(none)'}",

@@ -31,7 +31,14 @@ from cas.ids import ObjectId
 from cas.index import ChunkIndex, encode_segment
 from cas.layout import INDEX, PACKS, index_key, pack_key, parse_object_key
 from cas.objects import EntryKind
-from cas.packs import KIND_CHUNK, KIND_TREE, PackEntry, read_pack_entries, scan_pack
+from cas.packs import (
+    KIND_CHUNK,
+    KIND_TREE,
+    PackEntry,
+    PackWriter,
+    read_pack_entries,
+    scan_pack,
+)
 from cas.paths import join_path
 from cas.progress import NoProgress, Progress
 from cas.repository import Repository, WriteSession
@@ -48,6 +55,13 @@ class RepairReport:
     blobs: int = 0
     damaged_blobs: list[str] = field(default_factory=list)
     damaged_packs: list[str] = field(default_factory=list)
+    # Damaged packs whose blobs all verified: laid out again and written back under their
+    # own name (the bytes that match it), so nothing needed repacking.
+    restored_packs: list[str] = field(default_factory=list)
+    # Packs the old index listed that the store does not show: lost, or (on Drive) still
+    # being uploaded by another machine. The rebuilt index leaves them out; if they do
+    # appear later, a second repair indexes them again.
+    unseen_packs: list[str] = field(default_factory=list)
     repacked_blobs: int = 0
     reuploaded_chunks: int = 0
     reuploaded_bytes: int = 0
@@ -85,6 +99,35 @@ def _read_pack(
             continue
         good.append(e)
     return data, good, hash_bytes(data) == pack_id
+
+
+def _restore_in_place(
+    repo: Repository, pack_id: ObjectId, data: bytes, good: list[PackEntry]
+) -> bytes | None:
+    """The pack laid out again from its blobs that verify, written back under its own
+    name when that rebuilds it exactly (a damaged footer, trailer or blob header, every
+    blob intact); else None.
+
+    The name is the hash of the bytes, so the bytes that match it are the only ones it
+    may hold: writing them over a damaged copy replaces nothing a reader could rely on.
+    Repacking instead would make the very same pack, whose create-only write would find
+    the damaged copy there and keep it.
+    """
+    writer = PackWriter()
+    for e in sorted(good, key=lambda e: e.offset):
+        writer.add(e.blob_id, e.kind, e.codec, e.raw_len, data[e.offset : e.offset + e.stored_len])
+    new_id, new_data, _entries = writer.seal()
+    if new_id != pack_id:
+        return None  # a blob is lost or the layout differs: its good blobs are repacked
+    repo.backend.write(pack_key(pack_id), new_data)  # atomic replace of a damaged copy
+    repo.cache.evict(pack_key(pack_id))
+    return new_data
+
+
+def read_pack_entries_of(data: bytes, pack_id: ObjectId) -> list[PackEntry]:
+    """The blobs a whole, intact pack lists in its footer."""
+    key = pack_key(pack_id)
+    return read_pack_entries(lambda n: data[-n:], len(data), key)
 
 
 def _needed_chunks(repo: Repository, index: ChunkIndex) -> dict[bytes, list[str]]:
@@ -149,6 +192,13 @@ def repair_store(
         for info in repo.backend.list(PACKS)
         if (pid := parse_object_key(info.key, PACKS)) is not None
     )
+    on_store = set(pack_ids)
+    try:
+        report.unseen_packs = sorted(
+            pid.hex() for pid, _size in repo.load_index().iter_packs() if pid not in on_store
+        )
+    except CasError as exc:  # an index that cannot be loaded at all: rebuilt below
+        log.info("index not loaded before the repair: %s", exc)
     rebuilt = ChunkIndex()
     intact: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
     damaged: list[ObjectId] = []
@@ -160,6 +210,11 @@ def repair_store(
             continue
         report.packs += 1
         report.blobs += len(good)
+        if not whole and good:
+            restored = _restore_in_place(repo, pid, data, good)
+            if restored is not None:
+                report.restored_packs.append(pid.hex())
+                data, good, whole = restored, read_pack_entries_of(restored, pid), True
         if whole:
             intact[pid] = (len(data), good)
             rebuilt.add_pack(pid, len(data), good)
@@ -189,7 +244,9 @@ def repair_store(
         needed = {c: w for c, w in needed.items() if c not in repo.index}
     for oid, where in sorted(needed.items()):
         report.unrecoverable.append((f"blob {ObjectId(oid).hex()}", tuple(where)))
-    fresh = set(repo.backend.list_keys(INDEX)) - set(old_segments)
+    # What this run wrote, by name: a segment of the repacked blobs may bear the name of
+    # an old one (the same packs as a previous repair's), and must stay all the same.
+    fresh = set(session.segment_keys)
     if intact:
         segment = encode_segment(intact)
         seg_key = index_key(hash_bytes(segment))

@@ -316,7 +316,7 @@ class Repository:
         if intact:
             self.cache.put(key, data)
         else:
-            log.warning("pack %s does not match its id; checking its chunks one by one", pack_id)
+            log.info("pack %s does not match its id; checking its chunks one by one", pack_id)
         return data, intact
 
     def read_pack_range(self, pack_id: ObjectId, offset: int, length: int) -> bytes:
@@ -324,7 +324,10 @@ class Repository:
         key = pack_key(pack_id)
         data = self.cache.read_range(key, offset, length)
         if data is None:
-            data = self.backend.read_range(key, offset, length)
+            try:
+                data = self.backend.read_range(key, offset, length)
+            except ObjectNotFoundError as exc:  # indexed, so once stored: lost since
+                raise MissingDataError(f"pack {pack_id.hex()} is missing from the store") from exc
         return data
 
     def decode_blob(
@@ -569,6 +572,7 @@ class WriteSession:
         self.stored_bytes = 0
         self.packs_written = 0
         self.segments_written = 0
+        self.segment_keys: list[str] = []  # every index segment this session wrote
 
     def reserve(self, blob_id: ObjectId) -> bool:
         """True when the caller must store ``blob_id`` (first sight in store and session)."""
@@ -719,6 +723,7 @@ class WriteSession:
         except AlreadyExistsError:
             pass
         self.repo.cache.put(index_key(seg_id), segment)
+        self.segment_keys.append(index_key(seg_id))
         self._index.add_segment(packs)
         self.repo._segments.add(seg_id)
         self.segments_written += 1

@@ -12,12 +12,13 @@ Versions are the commits reachable from any branch or tag.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cas.history import iter_log
 from cas.ids import ObjectId
 from cas.layout import PACKS
-from cas.objects import Commit, EntryKind
+from cas.objects import Commit, EntryKind, TreeEntry
 from cas.repository import Repository
 
 
@@ -62,17 +63,35 @@ class UsageReport:
 def _chunks_of_tree(
     repo: Repository, tree_id: ObjectId, memo: dict[ObjectId, frozenset[bytes]]
 ) -> frozenset[bytes]:
+    """Every chunk below a tree (each tree read once, its result kept in ``memo``).
+
+    Iterative, children before parents (a stack of the folders being summed, not one call
+    per level), so that any depth is measured.
+    """
     got = memo.get(tree_id)
     if got is not None:
         return got
-    acc: set[bytes] = set()
-    for e in repo.load_tree(tree_id).entries:
-        if e.kind == EntryKind.FILE:
-            acc.update(c.chunk_id for c in e.chunks)
-        elif e.kind == EntryKind.DIR:
-            acc |= _chunks_of_tree(repo, e.oid, memo)
-    result = memo[tree_id] = frozenset(acc)
-    return result
+    # Each frame: a tree, its entries not looked at yet, and the chunks found so far.
+    stack: list[tuple[ObjectId, Iterator[TreeEntry], set[bytes]]] = [
+        (tree_id, iter(repo.load_tree(tree_id).entries), set())
+    ]
+    while True:
+        tid, entries, acc = stack[-1]
+        for e in entries:
+            if e.kind == EntryKind.FILE:
+                acc.update(c.chunk_id for c in e.chunks)
+            elif e.kind == EntryKind.DIR:
+                sub = memo.get(e.oid)
+                if sub is None:
+                    stack.append((e.oid, iter(repo.load_tree(e.oid).entries), set()))
+                    break  # this frame resumes once the sub-tree is summed
+                acc |= sub
+        else:
+            result = memo[tid] = frozenset(acc)
+            stack.pop()
+            if not stack:
+                return result
+            stack[-1][2].update(result)
 
 
 def measure_usage(repo: Repository) -> UsageReport:

@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 WT_DIR = ".cas"
 IGNORE_FILE = ".casignore"
 TEMP_MARK = ".cas-tmp-"
+
+_LOCAL_DAMAGE = (
+    "this folder's own .cas metadata is damaged, not the store; attach a fresh folder"
+    " with `cas clone STORE DIR` (your files here are untouched)"
+)
 WORKTREE_FORMAT = 1
 # "Racy clean": a file whose ctime or mtime is within one timestamp tick of the moment
 # its stat was taken may have changed again in that same tick, invisibly. Such entries are
@@ -700,6 +705,9 @@ class Worktree:
         self.root = root
         self.meta = root / WT_DIR
         self._excluded: set[str] = set()
+        # Entries the last walk left out because cas cannot store them (sockets, FIFOs,
+        # devices): worktree-relative paths, reported by a commit as warnings.
+        self.skipped: list[str] = []
 
     def exclude(self, *paths: Path) -> None:
         """Never scan these folders (the store or the cache, when they sit inside)."""
@@ -754,9 +762,13 @@ class Worktree:
             with open(self.meta / name, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError) as exc:
-            raise CorruptObjectError(f"worktree file {self.meta / name}", str(exc)) from exc
+            raise CorruptObjectError(
+                f"worktree file {self.meta / name}", str(exc), hint=_LOCAL_DAMAGE
+            ) from exc
         if not isinstance(data, dict):
-            raise CorruptObjectError(f"worktree file {self.meta / name}", "not a JSON object")
+            raise CorruptObjectError(
+                f"worktree file {self.meta / name}", "not a JSON object", hint=_LOCAL_DAMAGE
+            )
         return data
 
     def _write_json(self, name: str, data: dict[str, object]) -> None:
@@ -876,7 +888,9 @@ class Worktree:
         filtered = bool(excluded) or match is not None
         temp_mark = os.fsencode(TEMP_MARK)
         wt_dir = os.fsencode(WT_DIR)
+        wt_json = b"worktree.json"
         is_reg, is_dir, is_lnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
+        skipped = self.skipped = []
 
         def other(rel: bytes, de: os.DirEntry[bytes], st: os.stat_result) -> Stat | None:
             """The entry, unless excluded or ignored (anything but an unfiltered file)."""
@@ -898,6 +912,7 @@ class Worktree:
                 size = len(target)
             else:
                 log.warning("skipping %s: not a file, directory or symlink", os.fsdecode(path))
+                skipped.append(os.fsdecode(path))
                 return None
             return (de.name, mode, size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, target)
 
@@ -908,8 +923,10 @@ class Worktree:
             with os.scandir(root + b"/" + rel if rel else root) as it:
                 for de in it:
                     name = de.name
-                    if temp_mark in name or (top and name == wt_dir):
-                        continue
+                    if temp_mark in name or (
+                        name == wt_dir and (top or os.path.isfile(de.path + b"/" + wt_json))
+                    ):
+                        continue  # never a worktree's own metadata, nested ones included
                     try:
                         st = de.stat(follow_symlinks=False)
                         if filtered or not is_reg(st.st_mode):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -14,7 +15,7 @@ from cas.errors import CasError
 from . import errors as codes
 from .commands import COMMANDS
 from .context import Options, cache_dir_from_env
-from .output import error_json, note
+from .output import LogHandler, error_json, note
 
 EPILOG = """\b
 Exit codes: 0 ok, 1 failure, 2 usage, 3 warnings, 4 not a repository, 5 not found,
@@ -33,9 +34,18 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 warnings, 4 not a repository, 5 not foun
     help="Run as if started in DIR.",
     metavar="DIR",
 )
-@click.option("--json", "json_mode", is_flag=True, help="Print results (and errors) as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes.")
-@click.option("--debug", is_flag=True, help="Show a traceback for every error.")
+@click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    help="Print results (and errors, warnings) as JSON; also after the command.",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bars or notes; also after the command."
+)
+@click.option(
+    "--debug", is_flag=True, help="Show a traceback for every error, and the library's debug log."
+)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -57,7 +67,15 @@ def cli(
     and make it any earlier version again with `cas checkout`. Only content the store
     has never seen is uploaded; only what the folder lacks is fetched.
     """
-    ctx.obj = Options(directory, json_mode, quiet, debug, cache_dir or cache_dir_from_env())
+    # main() hands in its Options (its log handler and error report read them); fill it in.
+    opts = ctx.ensure_object(Options)
+    opts.directory = directory
+    opts.json = json_mode
+    opts.quiet = quiet
+    opts.debug = debug
+    opts.cache_dir = cache_dir or cache_dir_from_env()
+    if debug:
+        logging.getLogger("cas").setLevel(logging.DEBUG)
 
 
 for _command in COMMANDS:
@@ -81,16 +99,33 @@ def _report(exc: BaseException, code: int, json_mode: bool, debug: bool) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return (and, as a script, exit with) the exit code."""
+    """Run the CLI; return (and, as a script, exit with) the exit code.
+
+    The library's log records (warnings, and with --debug everything) are printed on
+    stderr while it runs, as ``warning: ...`` lines or, with --json, JSON objects.
+    """
     args = sys.argv[1:] if argv is None else argv
-    json_mode = "--json" in args
-    debug = "--debug" in args
+    opts = Options()
+    handler = LogHandler(lambda: opts.json, lambda: opts.debug)
+    logger = logging.getLogger("cas")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
     try:
-        rv = cli.main(args=args, prog_name="cas", standalone_mode=False)
+        return _run(args, opts)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run(args: list[str], opts: Options) -> int:
+    try:
+        rv = cli.main(args=args, prog_name="cas", standalone_mode=False, obj=opts)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
-        if json_mode:
+        # A usage error may come before --json was parsed (`cas status --bogus --json`).
+        if opts.json or "--json" in args:
             error_json(exc.exit_code, exc.format_message(), "")
         else:
             exc.show()
@@ -105,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return codes.FAILURE
     except Exception as exc:  # noqa: BLE001 (the one place every error becomes an exit code)
         code = codes.exit_code_for(exc)
-        _report(exc, code, json_mode, debug)
+        _report(exc, code, opts.json, opts.debug)
         return code
     # With standalone_mode=False click returns the code given to ctx.exit(); commands
     # return nothing otherwise.

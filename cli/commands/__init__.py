@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..context import add_output_options
 from .branch import branch
 from .checkout import checkout
 from .clone import clone
@@ -33,3 +34,7 @@ COMMANDS = [
     verify,
     repair,
 ]
+
+# Every command also takes --json and -q/--quiet after its name (`cas status --json`).
+for _command in COMMANDS:
+    add_output_options(_command)

@@ -10,21 +10,23 @@ from ..output import echo, emit_json
 
 @click.command()
 @click.argument("name", required=False)
-@click.argument("ref", required=False, default="HEAD")
+@click.argument("ref", required=False)
 @click.option("-d", "--delete", is_flag=True, help="Delete branch NAME (its commits are kept).")
 @click.option(
     "-f", "--force", is_flag=True, help="Move an existing branch; also resolves a diverged branch."
 )
 @pass_options
-def branch(opts: Options, name: str | None, ref: str, delete: bool, force: bool) -> None:
+def branch(opts: Options, name: str | None, ref: str | None, delete: bool, force: bool) -> None:
     """List branches, or create branch NAME at REF (default: the worktree's version).
 
     To commit on the new branch, check it out: `cas checkout NAME`.
     """
+    if delete and name is None:
+        raise click.UsageError("cas branch -d needs a NAME")
+    if delete and ref is not None:
+        raise click.UsageError(f"cas branch -d takes one NAME, not also {ref!r}")
     with opts.open_repo() as repo:
         if name is None:
-            if delete:
-                raise click.UsageError("cas branch -d needs a NAME")
             rows = sorted(repo.branches(), key=lambda b: b.name)
             if opts.json:
                 emit_json(
@@ -52,7 +54,11 @@ def branch(opts: Options, name: str | None, ref: str, delete: bool, force: bool)
                     echo(f"{mark} {b.name}\t{b.commit_id.short}{extra}")
             return
         try:
-            info = repo.delete_branch(name) if delete else repo.branch(name, ref, force=force)
+            info = (
+                repo.delete_branch(name)
+                if delete
+                else repo.branch(name, ref or "HEAD", force=force)
+            )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from exc
     if opts.json:

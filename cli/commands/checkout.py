@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from ..context import Options, pass_options
-from ..output import echo, emit_json, human_bytes, note
+from ..output import echo, emit_json, human_bytes, note, plural
 
 
 @click.command()
 @click.argument("ref")
-@click.argument("paths", nargs=-1)
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option(
     "-f",
     "--force",
@@ -27,10 +27,13 @@ def checkout(opts: Options, ref: str, paths: tuple[str, ...], force: bool) -> No
     exactly REF; files matched by .casignore are never touched. Checkout refuses to
     overwrite or delete anything that is in no commit (edits, new files), unless --force,
     which cannot be undone. With PATHs, only those files or folders change and the
-    worktree stays on its branch.
+    worktree stays on its branch (or version). A PATH is relative to the current folder
+    (or -C DIR), or absolute; `.` is the current folder.
     """
     with opts.open_repo() as repo:
-        res = repo.checkout(ref, paths=list(paths) or None, force=force)
+        scopes = opts.worktree_paths(repo, paths) if paths else None
+        res = repo.checkout(ref, paths=scopes, force=force)
+        head = repo.head
     s = res.stats
     if opts.json:
         emit_json(
@@ -46,6 +49,10 @@ def checkout(opts: Options, ref: str, paths: tuple[str, ...], force: bool) -> No
                 "bytes_from_cache": s.bytes_from_cache,
                 "bytes_fetched": s.bytes_fetched,
                 "pending": list(res.pending),
+                # With PATHs: the worktree paths restored; the worktree's own branch is
+                # then unchanged (head_branch; None when detached).
+                "paths": scopes,
+                "head_branch": head.branch,
             }
         )
         return
@@ -56,8 +63,16 @@ def checkout(opts: Options, ref: str, paths: tuple[str, ...], force: bool) -> No
             "elsewhere (on Colab: drive.flush_and_unmount() there); checked out the newest "
             "complete one"
         )
-    where = f"branch {res.branch}" if res.branch else f"{ref} (detached)"
-    echo(f"Checked out {where} at {res.commit_id.short}")
+    if scopes is not None:
+        at = head.commit.short if head.commit else "no commit"
+        still = f"on branch {head.branch}" if head.branch else f"at {at} (detached)"
+        echo(
+            f"Restored {plural(len(scopes), 'path')} from {ref} ({res.commit_id.short}); "
+            f"still {still}"
+        )
+    else:
+        where = f"branch {res.branch}" if res.branch else f"{ref} (detached)"
+        echo(f"Checked out {where} at {res.commit_id.short}")
     if not opts.quiet:
         note(
             f"{s.files_written} written, {s.files_deleted} deleted, {s.files_unchanged} unchanged;"

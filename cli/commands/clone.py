@@ -9,7 +9,7 @@ import click
 import cas
 
 from ..context import Options, pass_options
-from ..output import echo, emit_json, human_bytes
+from ..output import echo, emit_json, human_bytes, plural
 
 
 @click.command()
@@ -25,10 +25,16 @@ def clone(opts: Options, store: str, directory: Path, ref: str | None, force: bo
 
     DIR may already hold files (for example an earlier copy): files that match are
     reused, chunks inside them are used before anything is fetched, and files that
-    differ are never overwritten without --force.
+    differ are never overwritten without --force. With -C DIR, relative STORE and DIR
+    paths start from DIR, as in git.
     """
     repo = cas.clone(
-        store, directory, ref=ref, cache_dir=opts.cache_dir, progress=opts.progress(), force=force
+        opts.store_location(store),
+        opts.local_path(directory),
+        ref=ref,
+        cache_dir=opts.cache_dir,
+        progress=opts.progress(),
+        force=force,
     )
     with repo:
         head = repo.head
@@ -50,4 +56,4 @@ def clone(opts: Options, store: str, directory: Path, ref: str | None, force: bo
             + (f" (branch {head.branch})" if head.branch else " (detached)")
         )
         entry = repo.show("HEAD", labels=False)
-        echo(f"{entry.commit.stats.files} files, {human_bytes(entry.commit.stats.bytes)}")
+        echo(f"{plural(entry.commit.stats.files, 'file')}, {human_bytes(entry.commit.stats.bytes)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..context import Options, pass_options
-from ..output import echo, emit_json, format_time, human_bytes
+from ..output import echo, emit_json, format_time, human_bytes, plural
 
 
 @click.command()
@@ -55,7 +55,7 @@ def du(opts: Options) -> None:
     echo(
         f"versions: {len(r.versions)}, logical {human_bytes(r.logical_bytes)}, "
         f"distinct {human_bytes(r.distinct_raw_bytes)}, "
-        f"stored {human_bytes(r.distinct_stored_bytes)} in {r.packs} packs "
+        f"stored {human_bytes(r.distinct_stored_bytes)} in {plural(r.packs, 'pack')} "
         f"({human_bytes(r.pack_bytes)})"
     )
     echo(

@@ -22,12 +22,17 @@ def init(opts: Options, store: str, directory: Path | None, branch: str) -> None
 
     STORE is a folder path (in Colab, a folder on the mounted Drive, e.g.
     /content/drive/MyDrive/cas-store). Nothing is committed yet: run `cas commit`.
-    To attach a folder to an existing store, use `cas clone` instead.
+    To attach a folder to an existing store, use `cas clone` instead. With -C DIR,
+    relative STORE and DIR paths start from DIR, as in git.
     """
-    target = directory if directory is not None else opts.directory
+    target = opts.local_path(directory) if directory is not None else opts.directory
     try:
         repo = cas.init(
-            store, target, cache_dir=opts.cache_dir, progress=opts.progress(), branch=branch
+            opts.store_location(store),
+            target,
+            cache_dir=opts.cache_dir,
+            progress=opts.progress(),
+            branch=branch,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc

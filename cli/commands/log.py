@@ -10,7 +10,14 @@ from ..output import echo, emit_json, format_time, human_bytes
 
 @click.command()
 @click.argument("ref", required=False)
-@click.option("-n", "--max-count", type=int, default=None, help="Show at most N commits.")
+@click.option(
+    "-n",
+    "--max-count",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Show at most N commits (0: none).",
+)
 @click.option("--all", "all_refs", is_flag=True, help="Commits of every branch and tag.")
 @click.option("--oneline", is_flag=True, help="One line per commit.")
 @pass_options
@@ -22,7 +29,9 @@ def log(
     A diverged branch shows the commits of every head.
     """
     with opts.open_repo() as repo:
-        entries = repo.log(ref, limit=max_count, all=all_refs)
+        # -n 0 shows nothing, as in git (the ref is still checked).
+        limit = None if max_count is None else max(max_count, 1)
+        entries = repo.log(ref, limit=limit, all=all_refs)[:max_count]
     if opts.json:
         emit_json(
             {

@@ -16,13 +16,19 @@ _KIND = {EntryKind.FILE: "-", EntryKind.DIR: "d", EntryKind.SYMLINK: "l"}
 
 @click.command()
 @click.argument("ref", default="HEAD")
-@click.argument("path", default="")
+@click.argument("path", default="", metavar="[PATH]")
 @click.option("-r", "--recursive", is_flag=True, help="List every entry below PATH.")
 @pass_options
 def ls(opts: Options, ref: str, path: str, recursive: bool) -> None:
-    """List the files of version REF (a folder PATH inside it, or one file)."""
+    """List the files of version REF (a folder PATH inside it, or one file).
+
+    PATH is relative to the current folder (or -C DIR), or absolute; `.` is the current
+    folder. Without PATH, the whole version. Paths are printed relative to the
+    worktree's root, wherever you are.
+    """
     with opts.open_repo() as repo:
-        entries = repo.ls(ref, path, recursive=recursive)
+        where = opts.worktree_paths(repo, [path])[0] if path else ""
+        entries = repo.ls(ref, where, recursive=recursive)
     if opts.json:
         emit_json(
             {

@@ -6,7 +6,7 @@ import click
 
 from .. import errors as codes
 from ..context import Options, pass_options
-from ..output import echo, emit_json, human_bytes
+from ..output import echo, emit_json, human_bytes, plural
 
 
 @click.command()
@@ -31,6 +31,8 @@ def repair(opts: Options, ctx: click.Context) -> None:
                 "blobs": report.blobs,
                 "damaged_packs": report.damaged_packs,
                 "damaged_blobs": report.damaged_blobs,
+                "restored_packs": report.restored_packs,
+                "unseen_packs": report.unseen_packs,
                 "reuploaded_chunks": report.reuploaded_chunks,
                 "reuploaded_bytes": report.reuploaded_bytes,
                 "segments_written": report.segments_written,
@@ -42,16 +44,28 @@ def repair(opts: Options, ctx: click.Context) -> None:
         )
     else:
         echo(
-            f"read {report.packs} packs, {report.blobs} intact blobs; "
-            f"{len(report.damaged_blobs)} damaged blobs in {len(report.damaged_packs)} packs"
+            f"read {plural(report.packs, 'pack')}, {plural(report.blobs, 'intact blob')}; "
+            f"{plural(len(report.damaged_blobs), 'damaged blob')} in "
+            f"{plural(len(report.damaged_packs), 'pack')}"
         )
+        if report.restored_packs:
+            echo(
+                f"restored {plural(len(report.restored_packs), 'pack')} in place (every blob "
+                "intact, only its footer or a header damaged)"
+            )
+        if report.unseen_packs:
+            echo(
+                f"note: {plural(len(report.unseen_packs), 'pack')} the old index listed "
+                "cannot be seen on the store: lost, or still uploading from another machine "
+                "(Drive); if they appear later, run `cas repair` again"
+            )
         if report.reuploaded_chunks:
             echo(
-                f"re-uploaded {report.reuploaded_chunks} chunks "
+                f"re-uploaded {plural(report.reuploaded_chunks, 'chunk')} "
                 f"({human_bytes(report.reuploaded_bytes)}) from this worktree"
             )
         echo(
-            f"index rebuilt: {report.segments_written} segment written, "
+            f"index rebuilt: {plural(report.segments_written, 'segment')} written, "
             f"{report.segments_removed} replaced"
         )
         for obj, where in report.unrecoverable:
@@ -59,7 +73,7 @@ def repair(opts: Options, ctx: click.Context) -> None:
         echo(
             "every version is complete"
             if report.ok
-            else f"{len(report.unrecoverable)} objects could not be recovered"
+            else f"{plural(len(report.unrecoverable), 'object')} could not be recovered"
         )
     if not report.ok:
         ctx.exit(codes.INTEGRITY)

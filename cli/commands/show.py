@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..context import Options, pass_options
-from ..output import echo, emit_json, format_time, human_bytes
+from ..output import echo, emit_json, format_time, human_bytes, plural
 
 
 @click.command()
@@ -51,7 +51,8 @@ def show(opts: Options, ref: str) -> None:
     echo(f"Author: {c.author}")
     echo(f"Date:   {format_time(c.time_ns)}")
     echo(
-        f"Files:  {s.files} files, {s.dirs} folders, {s.symlinks} symlinks, {human_bytes(s.bytes)}"
+        f"Files:  {plural(s.files, 'file')}, {plural(s.dirs, 'folder')}, "
+        f"{plural(s.symlinks, 'symlink')}, {human_bytes(s.bytes)}"
     )
     echo(f"Stored: {human_bytes(s.new_bytes)} new, {human_bytes(s.stored_bytes)} uploaded")
     echo()

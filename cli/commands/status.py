@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..context import Options, pass_options
-from ..output import echo, emit_json, human_bytes
+from ..output import echo, emit_json, human_bytes, plural
 
 
 @click.command()
@@ -44,7 +44,11 @@ def status(opts: Options) -> None:
         echo(f"Branch {st.branch} has moved on to {st.branch_head.short} (committed elsewhere).")
         echo(f"  Commit to a new branch (`cas branch NAME`), or `cas checkout {st.branch}`.")
     if st.pending_refs:
-        echo(f"{len(st.pending_refs)} ref entries are not readable yet (upload in progress?).")
+        n = len(st.pending_refs)
+        echo(
+            f"{plural(n, 'ref entry', 'ref entries')} {'is' if n == 1 else 'are'} not readable"
+            " yet (upload in progress?)."
+        )
     if st.clean:
         echo("Nothing changed.")
         return
@@ -52,4 +56,5 @@ def status(opts: Options) -> None:
         for path, size in rows:
             echo(f"  {label:9} {path}  ({human_bytes(size)})")
     total = len(st.added) + len(st.modified) + len(st.deleted)
-    echo(f"{total} changes; commit them with `cas commit -m MESSAGE`.")
+    them = "it" if total == 1 else "them"
+    echo(f"{plural(total, 'change')}; commit {them} with `cas commit -m MESSAGE`.")

@@ -6,7 +6,7 @@ import click
 
 from .. import errors as codes
 from ..context import Options, pass_options
-from ..output import echo, emit_json, human_bytes
+from ..output import echo, emit_json, human_bytes, plural
 
 
 def _percent(value: str | None) -> float | None:
@@ -58,7 +58,10 @@ def verify(opts: Options, ctx: click.Context, read_data: bool, subset: str | Non
                     for p in report.problems
                 ],
                 "orphan_packs": report.orphan_packs,
+                "unindexed_packs": report.unindexed_packs,
+                "damaged_packs": report.damaged_packs,
                 "pending_refs": report.pending_refs,
+                "segments": report.segments,
                 "refs": report.refs,
                 "commits": report.commits,
                 "trees": report.trees,
@@ -67,27 +70,38 @@ def verify(opts: Options, ctx: click.Context, read_data: bool, subset: str | Non
                 "packs": report.packs,
                 "packs_read": report.packs_read,
                 "bytes_read": report.bytes_read,
+                "read_packs": report.read_packs,
             }
         )
     else:
         echo(
-            f"checked {report.refs} refs, {report.commits} commits, {report.trees} trees, "
-            f"{report.files} files, {report.packs} packs"
+            f"checked {plural(report.refs, 'ref')}, {plural(report.commits, 'commit')}, "
+            f"{plural(report.trees, 'tree')}, {plural(report.files, 'file')}, "
+            f"{plural(report.packs, 'pack')}"
             + (
-                f"; read {report.packs_read} packs ({human_bytes(report.bytes_read)})"
+                f"; read {plural(report.packs_read, 'pack')} ({human_bytes(report.bytes_read)})"
                 if report.packs_read
                 else ""
             )
         )
         if report.orphan_packs:
+            n = len(report.orphan_packs)
             echo(
-                f"{len(report.orphan_packs)} packs are not in any index (left by an "
+                f"{plural(n, 'pack')} {'is' if n == 1 else 'are'} not in any index (left by an "
                 "interrupted commit; harmless)"
             )
+        for pack in report.damaged_packs:
+            echo(f"pack {pack}: damaged, not indexed (kept by repair; nothing refers to it)")
         if report.pending_refs:
-            echo(f"{len(report.pending_refs)} ref entries are not readable yet (upload pending?)")
+            n = len(report.pending_refs)
+            echo(
+                f"{plural(n, 'ref entry', 'ref entries')} {'is' if n == 1 else 'are'} not "
+                "readable yet (upload pending?)"
+            )
         for p in report.problems:
             echo(f"error: {p}")
-        echo("no problems found" if report.ok else f"{len(report.problems)} problems found")
+        echo(
+            "no problems found" if report.ok else f"{plural(len(report.problems), 'problem')} found"
+        )
     if not report.ok:
         ctx.exit(codes.INTEGRITY)

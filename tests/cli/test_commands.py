@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,17 @@ def test_diff_between_versions_and_worktree(worktree: Path, run: Run) -> None:
     run("-C", str(worktree), "commit", "-m", "lr", "--tag", "v2")
     r = run("-C", str(worktree), "--json", "diff", "v1", "v2")
     rows = json.loads(r.out)["changes"]
-    assert rows == [{"path": "config.json", "status": "modified", "old_size": 14, "new_size": 13}]
+    mode = stat.S_IMODE((worktree / "config.json").stat().st_mode)
+    assert rows == [
+        {
+            "path": "config.json",
+            "status": "modified",
+            "old_size": 14,
+            "new_size": 13,
+            "old_mode": mode,
+            "new_mode": mode,
+        }
+    ]
     r = run("-C", str(worktree), "diff", "v1")
     assert "M config.json" in r.out
 
@@ -109,6 +120,14 @@ def test_checkout_paths_only(worktree: Path, run: Run) -> None:
     assert r.code == 0, r.err
     assert (worktree / "config.json").read_text() == '{"lr": 0.001}\n'
     assert (worktree / "weights.bin").read_bytes() == b"changed"
+    # It says what happened: files restored, the worktree still on its branch.
+    commit = json.loads(run("-C", str(worktree), "--json", "show", "v1").out)["commit"]
+    assert r.out == f"Restored 1 path from v1 ({commit[:12]}); still on branch main\n"
+    assert json.loads(run("-C", str(worktree), "--json", "status").out)["branch"] == "main"
+    r = run("-C", str(worktree), "checkout", "--force", "v1", "weights.bin", "images", "--json")
+    data = json.loads(r.out)
+    assert data["paths"] == ["weights.bin", "images"]
+    assert data["head_branch"] == "main"
 
 
 def test_clone_ls_show(worktree: Path, tmp_path: Path, run: Run) -> None:
@@ -153,7 +172,7 @@ def test_tags_and_branches(worktree: Path, run: Run) -> None:
     r = run("-C", str(worktree), "checkout", "exp")
     assert r.code == 0
     r = run("-C", str(worktree), "branch", "-d", "exp")
-    assert r.code == 1 and "the worktree is on it" in r.err
+    assert r.code == 6 and "the worktree is on it" in r.err
     run("-C", str(worktree), "checkout", "main")
     r = run("-C", str(worktree), "branch", "-d", "exp")
     assert r.code == 0
@@ -180,3 +199,80 @@ def test_commit_on_detached_head_is_refused(worktree: Path, run: Run) -> None:
     assert r.code == 6
     assert r.err.startswith("error: the worktree is not on a branch")
     assert "cas branch NAME" in r.err
+
+
+def test_log_max_count_like_git(worktree: Path, run: Run) -> None:
+    (worktree / "x").write_text("x")
+    run("-C", str(worktree), "commit", "-m", "two")
+    r = run("-C", str(worktree), "log", "-n", "1", "--oneline")
+    assert r.code == 0 and len(r.out.splitlines()) == 1
+    r = run("-C", str(worktree), "log", "-n", "0")
+    assert (r.code, r.out) == (0, "")  # git log -n 0 shows nothing
+    assert json.loads(run("-C", str(worktree), "log", "-n", "0", "--json").out) == {"commits": []}
+    r = run("-C", str(worktree), "log", "-n", "0", "nope")
+    assert r.code == 5  # the ref is still checked
+    r = run("-C", str(worktree), "log", "-n", "-1")
+    assert r.code == 2 and "-1 is not in the range" in r.err
+
+
+@pytest.mark.parametrize("message", ["", "  \n"])
+def test_empty_commit_message_is_refused(worktree: Path, run: Run, message: str) -> None:
+    (worktree / "x").write_text("x")
+    r = run("-C", str(worktree), "commit", "-m", message)
+    assert r.code == 2
+    assert "the commit message is empty" in r.err
+    assert len(json.loads(run("-C", str(worktree), "--json", "log").out)["commits"]) == 1
+
+
+def test_counts_are_pluralised(worktree: Path, run: Run) -> None:
+    (worktree / "config.json").write_text("one change")
+    r = run("-C", str(worktree), "status")
+    assert r.out.splitlines()[-1] == "1 change; commit it with `cas commit -m MESSAGE`."
+    (worktree / "x").write_text("x")
+    r = run("-C", str(worktree), "status")
+    assert r.out.splitlines()[-1] == "2 changes; commit them with `cas commit -m MESSAGE`."
+    (worktree / "weights.bin").unlink()
+    (worktree / "train.sh").unlink()
+    for p in [*(worktree / "images").rglob("*.jpg")][:-1]:
+        p.unlink()
+    r = run("-C", str(worktree), "commit", "-m", "small")
+    assert "] 3 files, " in r.err  # config.json, x, the last image
+    (worktree / "config.json").unlink()
+    (worktree / "x").unlink()
+    r = run("-C", str(worktree), "commit", "-m", "one")
+    assert "] 1 file, " in r.err
+    r = run("-C", str(worktree), "show")
+    assert "Files:  1 file, 4 folders, 1 symlink, " in r.out
+
+
+def test_diff_shows_a_mode_change(worktree: Path, run: Run) -> None:
+    cfg = stat.S_IMODE((worktree / "config.json").stat().st_mode)  # 644 with umask 022
+    (worktree / "config.json").chmod(0o700)
+    (worktree / "train.sh").chmod(0o600)  # was 755
+    r = run("-C", str(worktree), "diff")
+    assert f"M config.json  (14 B -> 14 B, mode {cfg:o} -> 700)" in r.out
+    assert "M train.sh  (21 B -> 21 B, mode 755 -> 600)" in r.out
+    run("-C", str(worktree), "commit", "-m", "modes", "--tag", "v2")
+    r = run("-C", str(worktree), "diff", "v1", "v2")
+    assert f"M config.json  (14 B -> 14 B, mode {cfg:o} -> 700)" in r.out
+    rows = json.loads(run("-C", str(worktree), "diff", "v1", "v2", "--json").out)["changes"]
+    assert {(c["path"], c["old_mode"], c["new_mode"]) for c in rows} == {
+        ("config.json", cfg, 0o700),
+        ("train.sh", 0o755, 0o600),
+    }
+    (worktree / "weights.bin").write_bytes(b"smaller")
+    r = run("-C", str(worktree), "diff")
+    assert "M weights.bin  (293.0 KiB -> 7 B)\n" in r.out  # no mode when it is the same
+
+
+@pytest.mark.parametrize("kind", ["tag", "branch"])
+def test_delete_takes_one_name(worktree: Path, run: Run, kind: str) -> None:
+    run("-C", str(worktree), kind, "x")
+    r = run("-C", str(worktree), kind, "-d", "x", "extra")
+    assert r.code == 2
+    assert f"cas {kind} -d takes one NAME, not also 'extra'" in r.err
+    r = run("-C", str(worktree), kind, "-d")
+    assert r.code == 2 and f"cas {kind} -d needs a NAME" in r.err
+    r = run("-C", str(worktree), "--json", kind)
+    names = [t["name"] for t in json.loads(r.out)["tags" if kind == "tag" else "branches"]]
+    assert "x" in names  # nothing was deleted

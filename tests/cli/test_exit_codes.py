@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import inspect
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -61,6 +62,15 @@ def test_usage_error_is_2(run: Run) -> None:
 def test_missing_required_option_is_2(worktree: Path, run: Run) -> None:
     r = run("-C", str(worktree), "commit")
     assert r.code == 2 and "Missing option" in r.err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_commit_that_left_something_out_is_3(worktree: Path, run: Run) -> None:
+    os.mkfifo(worktree / "pipe")
+    r = run("-C", str(worktree), "commit", "-m", "x")
+    assert r.code == codes.WARNINGS == 3
+    assert len(r.out.strip()) == 64  # finished: the commit is made
+    assert "left out of the commit" in r.err and "pipe" in r.err
 
 
 def test_not_a_worktree_is_4(tmp_path: Path, run: Run) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from .conftest import make_assets
 
@@ -61,3 +64,22 @@ def test_ctrl_c_exits_130_and_keeps_the_store_usable(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = _cas("log", "--oneline", cwd=wt)
     assert len(r.stdout.splitlines()) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_warnings_of_the_real_process(tmp_path: Path) -> None:
+    """With --json stderr is JSON lines (no stray log line from Python's logging)."""
+    wt = tmp_path / "a"
+    wt.mkdir()
+    (wt / "f.txt").write_text("f\n")
+    os.mkfifo(wt / "pipe")
+    assert _cas("init", str(tmp_path / "store"), "a", cwd=tmp_path).returncode == 0
+    r = _cas("commit", "-m", "one", "--json", cwd=wt)
+    assert r.returncode == 3, r.stderr
+    assert json.loads(r.stdout)["skipped"] == ["pipe"]
+    assert [json.loads(line) for line in r.stderr.splitlines()] == [
+        {"message_type": "warning", "message": "skipping pipe: not a file, directory or symlink"}
+    ]
+    r = _cas("commit", "-m", "two", cwd=wt)
+    assert r.returncode == 3
+    assert r.stderr.splitlines()[0] == "warning: skipping pipe: not a file, directory or symlink"

@@ -3,8 +3,9 @@
 Usage: ``python driver.py POINT[@N] ACTION -- CAS ARGS...``
 
 At the N-th time (default 1) the library reaches crash point POINT, ACTION happens:
-``exit`` ends the process at once with ``os._exit(137)`` (as SIGKILL would: no cleanup,
-no flush), ``sigint`` sends the process a Ctrl-C, ``barrier:DIR:N`` waits for N peers.
+``exit`` kills the process at once with SIGKILL, sent to itself at that very point (no
+cleanup, no flush, no handler runs; the parent sees ``returncode == -9``); ``sigint``
+sends the process a Ctrl-C; ``barrier:DIR:N`` waits for N peers.
 POINT ``none`` runs the CLI without a hook.
 
 With ``CAS_TEST_FSTYPE`` set (say to ``fuse.drive``), every folder store is taken to be on
@@ -39,7 +40,7 @@ def install(spec: str, action: str) -> None:
             if remaining[0] != 0:
                 return
         if action == "exit":
-            os._exit(137)
+            os.kill(os.getpid(), signal.SIGKILL)
         if action.startswith("barrier:"):
             _, folder, count = action.split(":")
             open(os.path.join(folder, str(os.getpid())), "w").close()

@@ -8,6 +8,7 @@ lost commit.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def _new_keys(store: Path, before: set[str]) -> set[str]:
     "lagging", ["packs", "data-packs", "index", "commit", "all-but-ref", "ghosts"]
 )
 def test_drive_late_visibility_falls_back_to_the_newest_complete_version(
-    tmp_path: Path, lagging: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, lagging: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another runtime sees the v2 ref entry before (some of) the objects it reaches.
 
@@ -219,6 +220,17 @@ def test_drive_late_visibility_falls_back_to_the_newest_complete_version(
         res = repo.checkout("main")
         assert res.pending == (v2_id,)
         assert digest(tmp_path / "r") == v1
+        # The history shows what is readable and says what is still on its way; nothing
+        # fails because of an upload in progress.
+        with caplog.at_level(logging.WARNING, logger="cas"):
+            caplog.clear()
+            shown = {e.commit_id for e in repo.log("main")}
+            assert v2_id not in shown and "newer version" in caplog.text
+            caplog.clear()
+            everything = {e.commit_id for e in repo.log(all=True)}
+            if lagging in ("commit", "all-but-ref", "ghosts"):
+                assert v2_id not in everything and "not readable on the store yet" in caplog.text
+            assert repo.diff("main", "main") == []
     if lagging == "data-packs":  # v2 was started on, and its probe stopped it in time
         assert probed and probed[0] is not None
     # Once the upload has finished, the reader gets v2.
@@ -234,10 +246,17 @@ def test_drive_duplicates_and_leftovers_are_ignored(two_versions, tmp_path: Path
     (pack.parent / f"{pack.name} (1)").write_bytes(pack.read_bytes()[:100])  # Drive's dup
     (store / "index" / "junk (1)").write_bytes(b"")
     (store / "config (1)").write_bytes(b"not a config")
+    # Drive's copies of a ref entry and of a commit object, one whole, one cut short.
+    entry = next(p for p in (store / "refs" / "tags").rglob("*") if p.is_file())
+    (entry.parent / f"{entry.name} (1)").write_bytes(entry.read_bytes())
+    commit = next(p for p in (store / "commits").rglob("*") if p.is_file())
+    (commit.parent / f"{commit.name} (1)").write_bytes(commit.read_bytes()[:10])
     (pack.parent / f"{pack.name}.abcdef.cas-tmp").write_bytes(b"half a pack")
     with _reader(tmp_path, LocalDirBackend(store), "r") as repo:
         repo.checkout("v1")
         report = repo.verify(read_data=True)
         assert not report.problems and not report.orphan_packs
+        assert {t.name for t in repo.tags()} == {"v1", "v2"}
+        assert len(repo.log(all=True)) == 2
     assert digest(tmp_path / "r") == v1
     assert errno.ENOENT  # (names with spaces are never valid keys: `list` skips them)

@@ -36,20 +36,30 @@ def _timed(scene: Scene, *args: str) -> float:
     return time.monotonic() - start
 
 
+def _startup(scene: Scene) -> float:
+    """How long the interpreter takes to start and import cas here (no store access): a
+    kill before that tests nothing, so the random instants are drawn after it."""
+    return min(_timed(scene, "--version") for _ in range(2))
+
+
 def test_commit_killed_at_random_instants(scene: Scene) -> None:
     rng = random.Random(42)
     # How long one uninterrupted commit of such a change takes here: kills land inside it.
     (scene.wt / "warmup.bin").write_bytes(rng.randbytes(4 << 20))
     duration = _timed(scene, "commit", "-m", "warm-up")
-    kills = 0
+    startup = min(_startup(scene), 0.5 * duration)
+    kills = mid_write = 0
     for round_no in range(KILLS):
         (scene.wt / f"round-{round_no}.bin").write_bytes(rng.randbytes(4 << 20))
         expected = digest(scene.wt)
+        before = set(scene.store.keys())
         p = _start(scene, "commit", "-m", f"round {round_no}")
-        time.sleep(rng.uniform(0.0, 0.9 * duration))
+        time.sleep(rng.uniform(startup, 0.95 * duration))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
+            # Killed after the commit had written to the store: the interesting kills.
+            mid_write += bool(set(scene.store.keys()) - before)
         p.communicate(timeout=60)
         assert scene.clone_digest("v1", f"v1-{round_no}") == scene.v1
         assert scene.verify_problems() == []
@@ -57,18 +67,22 @@ def test_commit_killed_at_random_instants(scene: Scene) -> None:
         assert r.returncode == 0, r.stderr
         assert scene.clone_digest("main", f"main-{round_no}") == expected
     assert kills >= KILLS // 2, "the commits finished before the kill: make them longer"
+    assert mid_write >= 1, "no kill landed while the commit was writing to the store"
 
 
 def test_checkout_killed_at_random_instants(scene: Scene) -> None:
     assert scene.cas("commit", "-m", "v2", "--tag", "v2").returncode == 0
     rng = random.Random(7)
     duration = max(_timed(scene, "checkout", "v1"), _timed(scene, "checkout", "v2"))
+    startup = min(_startup(scene), 0.5 * duration)
     target, other = "v1", "v2"
+    kills = 0
     for _round in range(KILLS):
         p = _start(scene, "checkout", target)
-        time.sleep(rng.uniform(0.0, 0.9 * duration))
+        time.sleep(rng.uniform(startup, 0.95 * duration))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
+            kills += 1
         p.communicate(timeout=60)
         allowed = {"v1": scene.v1, "v2": scene.v2}
         for path, value in digest(scene.wt).items():
@@ -77,3 +91,4 @@ def test_checkout_killed_at_random_instants(scene: Scene) -> None:
         assert r.returncode == 0, r.stderr
         assert digest(scene.wt) == allowed[target]
         target, other = other, target
+    assert kills >= 1, "every checkout finished before its kill: make them longer"

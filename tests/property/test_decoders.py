@@ -31,7 +31,7 @@ from cas.config import StoreConfig, decode_config, encode_config
 from cas.errors import CorruptObjectError, UnsafePathError, UnsupportedFormatError
 from cas.hashing import hash_bytes
 from cas.index import decode_segment, encode_segment, parse_segment
-from cas.objects import Commit, RefEntry, Tree
+from cas.objects import ChunkRef, Commit, EntryKind, RefEntry, Tree, TreeEntry
 from cas.packs import PackWriter, read_pack_entries, scan_pack
 from tests.property.strategies import commits, ref_entries, trees
 
@@ -77,8 +77,22 @@ def _valid_segment() -> bytes:
     return encode_segment({pack_id: (len(data), entries), pack2: (len(data2), entries2)})
 
 
+def _valid_tree() -> bytes:
+    """A tree with a row of each kind (a two-chunk file, a folder, a symlink, an empty
+    file): truncations and mutations then reach every field of a row, not only the
+    header of an empty tree."""
+    two_chunks = (ChunkRef(hash_bytes(b"a"), 70_000), ChunkRef(hash_bytes(b"b"), 1))
+    rows = (
+        TreeEntry("a.bin", EntryKind.FILE, 0o644, 1, 70_001, hash_bytes(b"ab"), two_chunks),
+        TreeEntry("dir", EntryKind.DIR, 0o755, 2, 0, hash_bytes(b"t")),
+        TreeEntry("empty", EntryKind.FILE, 0o600, 3, 0, hash_bytes(b"")),
+        TreeEntry("link", EntryKind.SYMLINK, 0o777, 4, 5, hash_bytes(b"a.bin"), target="a.bin"),
+    )
+    return encode_tree(Tree(rows))
+
+
 SAMPLES: dict[str, bytes] = {
-    "tree": encode_tree(Tree(())),
+    "tree": _valid_tree(),
     "commit": encode_commit(Commit(hash_bytes(b"t"), (hash_bytes(b"p"),), "m", "a", 1)),
     "ref entry": encode_ref_entry(RefEntry("heads/main", hash_bytes(b"c"), "", ("k",), 1, "w")),
     "config": encode_config(StoreConfig(store_id="s", created_ns=1)),
@@ -208,6 +222,17 @@ def test_wrong_tree_entry_fields(tree: Tree, data: st.DataObject) -> None:
     obj = msgpack.unpackb(encode_tree(tree), raw=False)
     obj[2] = [_replace_fields(row, data.draw) for row in obj[2]]
     _check("tree", msgpack.packb(obj, use_bin_type=True))
+
+
+@given(trees(max_entries=4), st.data())
+def test_mutated_generated_trees(tree: Tree, data: st.DataObject) -> None:
+    valid = encode_tree(tree)
+    cut = data.draw(st.integers(min_value=0, max_value=len(valid)))
+    _check("tree", valid[:cut])
+    _check("root tree", valid[:cut])
+    pos = data.draw(st.integers(min_value=0, max_value=len(valid) - 1))
+    bit = 1 << data.draw(st.integers(min_value=0, max_value=7))
+    _check("tree", valid[:pos] + bytes([valid[pos] ^ bit]) + valid[pos + 1 :])
 
 
 @given(commits, ref_entries(), st.data())

@@ -539,10 +539,13 @@ def test_racing_writers_diverge_visibly(mini_store: StoreUnderTest, tmp_path):
         assert set(b.status().diverged_heads) == {ca.commit_id, cb}
         with pytest.raises(RefConflictError):
             b.checkout("main")
-        with pytest.raises(RefConflictError):
+        with pytest.raises(RefConflictError, match="'main' has diverged") as raised:
             a.commit("on a diverged branch")
+        assert "cas branch -f main" in raised.value.hint
         logged = {e.commit_id for e in a.log(all=True)}
         assert {ca.commit_id, cb} <= logged
+        # The branch's own log shows the commits of every head (docs/cli.md).
+        assert {ca.commit_id, cb, v2} <= {e.commit_id for e in a.log("main")}
         a.branch("main", ca.commit_id.hex(), force=True)  # resolve: pick one head
         assert not a.repository.branch_state("main").diverged
         assert a.resolve("main") == ca.commit_id
