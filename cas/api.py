@@ -142,6 +142,10 @@ class CommitResult:
     # Worktree paths the commit did not store: sockets, FIFOs and devices (each also
     # logged as a warning). The commit holds everything else.
     skipped: tuple[str, ...] = ()
+    # Packs (and their bytes) that an interrupted commit had uploaded and this one reused
+    # instead of uploading them again (found through their journal entries).
+    resumed_packs: int = 0
+    resumed_bytes: int = 0
 
     @property
     def short(self) -> str:
@@ -486,6 +490,8 @@ class Repo:
                     )
             stat_cache = self.worktree.load_stat_cache()
             with repo.new_session() as session:
+                # Packs a killed commit uploaded after its last checkpoint: reused whole.
+                session.adopt_journal()
                 snap = snapshot_worktree(
                     repo,
                     self.worktree,
@@ -528,6 +534,8 @@ class Repo:
             stored_bytes=st.stored_bytes,
             diverged=outcome.diverged,
             skipped=tuple(self.worktree.skipped),
+            resumed_packs=session.adopted_packs,
+            resumed_bytes=session.adopted_bytes,
         )
 
     def _recover(self) -> None:
@@ -791,12 +799,19 @@ class Repo:
     def _diverged_heads(self, ref: str) -> list[ObjectId]:
         """Every head of ``ref`` when it names a diverged branch (else nothing): its log
         shows the commits of each."""
-        name = ref[len("heads/") :] if ref.startswith("heads/") else ref
-        if ref.startswith("tags/") or self.repository.refs.state(f"tags/{name}").exists:
-            return []  # a tag of that name comes first, as in resolve_ref
+        ref = ref.strip()
+        refs = self.repository.refs
         try:
+            if ref.startswith("tags/"):
+                return []
+            if ref.startswith("heads/"):
+                name = ref[len("heads/") :]
+            elif refs.state(f"tags/{ref}").exists:
+                return []  # a tag of that name comes first, as in resolve_ref
+            else:
+                name = ref
             state = self.repository.branch_state(name)
-        except ValueError:  # not a possible branch name
+        except ValueError:  # not a possible tag or branch name
             return []
         if not state.diverged:
             return []

@@ -23,6 +23,7 @@ from cas.errors import (
     RefNotFoundError,
     ShortReadError,
 )
+from cas.hashing import hash_bytes
 from cas.ids import ObjectId, is_hex_prefix
 from cas.objects import Commit, EntryKind, TreeEntry
 from cas.paths import join_path, split_path
@@ -30,6 +31,7 @@ from cas.refs import RefState
 from cas.repository import Repository
 
 MIN_PREFIX = 4
+_EMPTY_HEX = hash_bytes(b"").hex()  # what a zero-byte Drive "ghost" hashes to
 # Ref entries younger than this get a full visibility check (every pack) when resolved.
 RECENT_NS = 24 * 3600 * 10**9
 
@@ -377,8 +379,11 @@ def iter_log(
         seen.add(cid)
         try:
             c = repo.load_commit(cid)
-        except (ObjectNotFoundError, HashMismatchError, ShortReadError):  # or a Drive ghost
-            if unreadable is None:
+        except (ObjectNotFoundError, HashMismatchError, ShortReadError) as exc:
+            # Not there yet, or a zero-byte Drive ghost: on its way. Other bytes that do
+            # not match the name are damage, and stay an error.
+            ghost = isinstance(exc, HashMismatchError) and exc.actual == _EMPTY_HEX
+            if unreadable is None or not (ghost or not isinstance(exc, HashMismatchError)):
                 raise
             unreadable.append(cid)
             return

@@ -5,6 +5,8 @@
     config                                   the store's config (written once)
     packs/<h2>/<pack id>                     packs (data chunks and tree blobs)
     index/<segment id>                       index segments
+    journal/<segment id>                     one uploaded pack not in a segment yet (a
+                                             commit in progress, or one killed)
     commits/<h2>/<commit id>                 commits
     refs/heads/<name>/<seq>-<entry id>       branch history entries
     refs/tags/<name>/<seq>-<entry id>        tag history entries
@@ -25,6 +27,7 @@ from cas.ids import HEX_SIZE, ObjectId
 CONFIG_KEY = "config"
 PACKS = "packs/"
 INDEX = "index/"
+JOURNAL = "journal/"
 COMMITS = "commits/"
 REFS = "refs/"
 STORE_HEAD = "store-head"
@@ -45,6 +48,11 @@ def index_key(segment_id: ObjectId) -> str:
     return f"{INDEX}{segment_id.hex()}"
 
 
+def journal_key(entry_id: ObjectId) -> str:
+    """Key of a journal entry (encoded as an index segment of one pack)."""
+    return f"{JOURNAL}{entry_id.hex()}"
+
+
 def commit_key(commit_id: ObjectId) -> str:
     """Key of a commit."""
     h = commit_id.hex()
@@ -58,7 +66,7 @@ def parse_object_key(key: str, prefix: str) -> ObjectId | None:
     name = key.rsplit("/", 1)[-1]
     if not _ID_RE.match(name):
         return None
-    if prefix != INDEX and key != f"{prefix}{name[:2]}/{name}":
+    if prefix not in (INDEX, JOURNAL) and key != f"{prefix}{name[:2]}/{name}":
         return None
     return ObjectId(bytes.fromhex(name))
 

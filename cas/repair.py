@@ -119,7 +119,7 @@ def _restore_in_place(
     new_id, new_data, _entries = writer.seal()
     if new_id != pack_id:
         return None  # a blob is lost or the layout differs: its good blobs are repacked
-    repo.backend.write(pack_key(pack_id), new_data)  # atomic replace of a damaged copy
+    repo.backend.write(pack_key(pack_id), new_data)  # replaces the damaged copy whole
     repo.cache.evict(pack_key(pack_id))
     return new_data
 
@@ -182,10 +182,12 @@ def repair_store(
     """Rebuild the index from the packs; re-upload missing chunks found in ``worktree``."""
     progress = progress or NoProgress()
     report = RepairReport()
+    # A zero-byte segment is a Drive "ghost": another machine's upload still on its way.
+    # It is neither read nor deleted (its packs may not be visible yet either).
     old_segments = {
         info.key: seg_id
         for info in repo.backend.list(INDEX)
-        if (seg_id := parse_object_key(info.key, INDEX)) is not None
+        if (seg_id := parse_object_key(info.key, INDEX)) is not None and info.size
     }
     pack_ids = sorted(
         pid

@@ -46,14 +46,23 @@ from cas.errors import (
 )
 from cas.hashing import StreamHasher, hash_bytes
 from cas.ids import ObjectId
-from cas.index import BlobLocation, ChunkIndex, ParsedSegment, encode_segment, parse_segment
+from cas.index import (
+    BlobLocation,
+    ChunkIndex,
+    ParsedSegment,
+    decode_segment,
+    encode_segment,
+    parse_segment,
+)
 from cas.layout import (
     COMMITS,
     CONFIG_KEY,
     INDEX,
+    JOURNAL,
     REFS,
     commit_key,
     index_key,
+    journal_key,
     pack_key,
     parse_object_key,
     ref_folder,
@@ -495,10 +504,11 @@ def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
     return LocalCache(None if cache_root is None else cache_root / config.store_id)
 
 
-# Write an index segment after this many uploaded packs, so that an interrupted commit
-# leaves its progress on the remote. A rerun uploads again fewer than this many packs,
-# plus, if the commit was cut while flush() waited for its last uploads (no checkpoint
-# then), the packs that landed during that wait: at most the uploads in flight.
+# Write an index segment after this many uploaded packs. Between two checkpoints, each
+# uploaded pack gets a journal entry (a segment of that one pack under journal/, deleted
+# once a segment lists the pack): an interrupted commit leaves every complete pack findable
+# on the remote, and a rerun on any machine reuses them all (WriteSession.adopt_journal).
+# Readers never load the journal, so it costs them nothing; a segment per pack would.
 CHECKPOINT_PACKS = 4
 # A pack's bytes go to the sender thread in slices of this size as it fills, and at most
 # SEND_QUEUE bytes wait for it.
@@ -573,6 +583,10 @@ class WriteSession:
         self.packs_written = 0
         self.segments_written = 0
         self.segment_keys: list[str] = []  # every index segment this session wrote
+        # Journal entries not yet covered by a segment of this session: pack → key.
+        self._journal: dict[ObjectId, str] = {}
+        self.adopted_packs = 0  # packs an interrupted commit left, reused (adopt_journal)
+        self.adopted_bytes = 0
 
     def reserve(self, blob_id: ObjectId) -> bool:
         """True when the caller must store ``blob_id`` (first sight in store and session)."""
@@ -686,10 +700,18 @@ class WriteSession:
     def _commit_pack(
         self, out: _PackOut, pack_id: ObjectId, total: int, entries: list[PackEntry]
     ) -> None:
+        # The journal entry goes first: whenever this process dies, a pack that is on
+        # the remote whole has one (or a segment lists it), so a rerun reuses it. An entry
+        # whose pack never landed is only a hint: adopt_journal checks the pack is there.
         try:
-            out.pending.commit(pack_key(pack_id), if_absent=True)
-        except AlreadyExistsError:
-            pass  # same name, same bytes: written by an earlier, interrupted run
+            journal = self._write_journal(pack_id, total, entries)
+            try:
+                out.pending.commit(pack_key(pack_id), if_absent=True)
+            except AlreadyExistsError:
+                pass  # same name, same bytes: written by an earlier, interrupted run
+            except BaseException:
+                self._drop_journal([journal])
+                raise
         finally:
             with self._lock:
                 self._unfinished.discard(out)
@@ -697,6 +719,7 @@ class WriteSession:
         checkpoint = None
         with self._lock:
             self._packs[pack_id] = (total, entries)
+            self._journal[pack_id] = journal
             self.stored_bytes += total
             self.packs_written += 1
             if len(self._packs) >= CHECKPOINT_PACKS and not self._flushing:
@@ -728,6 +751,75 @@ class WriteSession:
         self.repo._segments.add(seg_id)
         self.segments_written += 1
         crash_point("after-index-write")
+        # The segment lists these packs now: their journal entries have served.
+        with self._lock:
+            done = [self._journal.pop(p) for p in packs if p in self._journal]
+        self._drop_journal(done)
+
+    def _write_journal(self, pack_id: ObjectId, total: int, entries: list[PackEntry]) -> str:
+        """Record, under ``journal/``, a pack about to be committed (create-only): what a
+        rerun of a killed commit reads to reuse it. Returns the entry's key. A failure is
+        the store's (a full disk, a dropped mount, after the retries of transient ones):
+        it stops the commit like the failure of any other write."""
+        entry = encode_segment({pack_id: (total, entries)})
+        key = journal_key(hash_bytes(entry))
+        try:
+            self.repo.backend.write(key, entry, if_absent=True)
+        except AlreadyExistsError:
+            pass  # the same pack, recorded by an earlier, interrupted run
+        return key
+
+    def _drop_journal(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.repo.backend.delete(key)
+            except CasError as exc:  # a leftover is harmless: the next commit drops it
+                log.info("could not delete journal entry %s: %s", key, exc)
+
+    def adopt_journal(self) -> None:
+        """Reuse the packs that commits killed before their next checkpoint uploaded
+        (their ``journal/`` entries): each one that is on the remote whole (its size as
+        recorded) is indexed in this session and listed by its next segment, so none of
+        its chunks is uploaded again. An entry whose packs are all indexed already is
+        deleted; one whose pack is not there (yet: a Drive upload still on its way) is
+        left for a later commit.
+        """
+        backend = self.repo.backend
+        keys = [k for k in backend.list_keys(JOURNAL) if parse_object_key(k, JOURNAL)]
+        stale: list[str] = []
+        for key in keys:
+            entry_id = parse_object_key(key, JOURNAL)
+            assert entry_id is not None
+            try:
+                data = backend.read(key)
+                if hash_bytes(data) != entry_id:
+                    raise HashMismatchError(key, entry_id.hex(), hash_bytes(data).hex())
+                packs = decode_segment(data, f"journal entry {entry_id.short}")
+            except (IntegrityError, ObjectNotFoundError) as exc:
+                log.info("journal entry %s not usable: %s", key, exc)  # a Drive ghost?
+                continue
+            fresh = {p: v for p, v in packs.items() if self._index.pack_size(p) is None}
+            if not fresh:
+                stale.append(key)
+                continue
+            for pack_id, (size, entries) in fresh.items():
+                try:
+                    whole = backend.stat(pack_key(pack_id)).size == size
+                except ObjectNotFoundError:
+                    # Never landed (its writer died first), or, on Drive, not visible yet:
+                    # where writes are visible at once, the entry is dropped.
+                    if backend.capabilities.ordered_visibility:
+                        stale.append(key)
+                    continue
+                if not whole:
+                    continue
+                self._index.add_segment({pack_id: (size, entries)})
+                with self._lock:
+                    self._packs[pack_id] = (size, entries)
+                    self._journal[pack_id] = key
+                self.adopted_packs += 1
+                self.adopted_bytes += size
+        self._drop_journal(stale)
 
     def _raise_failed_upload(self) -> None:
         if self._failure is not None:

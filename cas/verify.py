@@ -100,6 +100,9 @@ class VerifyReport:
     unindexed_packs: list[str] = field(default_factory=list)
     damaged_packs: list[str] = field(default_factory=list)
     pending_refs: list[str] = field(default_factory=list)
+    # Index segments that are empty on the store: a Drive "ghost" of an upload still in
+    # progress elsewhere (or lost); not a problem by themselves (keys).
+    pending_segments: list[str] = field(default_factory=list)
     segments: int = 0
     refs: int = 0
     commits: int = 0
@@ -127,9 +130,16 @@ class VerifyReport:
                 "interrupted commit; harmless)"
             )
         out += [
-            f"pack {p}: damaged, not indexed (kept by repair; nothing refers to it)"
+            f"pack {p}: damaged and not in any index (`cas repair` restores or repacks "
+            "what is intact in it)"
             for p in self.damaged_packs
         ]
+        n = len(self.pending_segments)
+        if n:
+            out.append(
+                f"{n} index {'segment is' if n == 1 else 'segments are'} empty (an upload "
+                "still in progress elsewhere? if it lasts, `cas repair`)"
+            )
         n = len(self.pending_refs)
         if n:
             out.append(
@@ -297,7 +307,7 @@ class _Verifier:
             except ObjectNotFoundError:
                 return None  # deleted since listed (a repair replaced it)
             if not data:
-                return "empty (0 bytes: an upload still in progress elsewhere, or lost)"
+                return ""  # a Drive ghost: pending, not damaged
             if hash_bytes(data) != seg_id:
                 return "content does not match its id (damaged or truncated)"
             try:
@@ -315,6 +325,9 @@ class _Verifier:
             self.report.segments += 1
             if isinstance(got, ParsedSegment):
                 good.append(got)
+                continue
+            if not got:
+                self.report.pending_segments.append(key)
                 continue
             self.drafts.append(
                 _Draft(

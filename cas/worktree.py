@@ -888,7 +888,6 @@ class Worktree:
         filtered = bool(excluded) or match is not None
         temp_mark = os.fsencode(TEMP_MARK)
         wt_dir = os.fsencode(WT_DIR)
-        wt_json = b"worktree.json"
         is_reg, is_dir, is_lnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
         skipped = self.skipped = []
 
@@ -923,10 +922,8 @@ class Worktree:
             with os.scandir(root + b"/" + rel if rel else root) as it:
                 for de in it:
                     name = de.name
-                    if temp_mark in name or (
-                        name == wt_dir and (top or os.path.isfile(de.path + b"/" + wt_json))
-                    ):
-                        continue  # never a worktree's own metadata, nested ones included
+                    if temp_mark in name or (top and name == wt_dir):
+                        continue
                     try:
                         st = de.stat(follow_symlinks=False)
                         if filtered or not is_reg(st.st_mode):

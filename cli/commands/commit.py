@@ -39,6 +39,8 @@ def commit(
     with opts.open_repo() as repo:
         res = repo.commit(message, tag=tag, author=author)
         store = repo.store
+        # A network or FUSE mount (Drive): what a write returned may still be uploading.
+        uploads_later = not repo.repository.backend.capabilities.ordered_visibility
     if opts.json:
         emit_json(
             {
@@ -50,6 +52,7 @@ def commit(
                 "bytes_scanned": res.scanned_bytes,
                 "bytes_new": res.new_bytes,
                 "bytes_stored": res.stored_bytes,
+                "bytes_resumed": res.resumed_bytes,
                 "diverged": res.diverged,
                 "skipped": list(res.skipped),
             }
@@ -64,7 +67,12 @@ def commit(
             f"{human_bytes(res.bytes)}; read {human_bytes(res.scanned_bytes)}, "
             f"new {human_bytes(res.new_bytes)}, uploaded {human_bytes(res.stored_bytes)}"
         )
-        if store.startswith("/content/drive"):
+        if res.resumed_packs:
+            note(
+                f"reused {plural(res.resumed_packs, 'pack')} ({human_bytes(res.resumed_bytes)}) "
+                "that an interrupted commit had uploaded"
+            )
+        if uploads_later and "://" not in store:
             note(DRIVE_NOTE)
     if res.diverged:  # a warning, shown with --quiet too
         note(

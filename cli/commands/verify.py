@@ -61,6 +61,7 @@ def verify(opts: Options, ctx: click.Context, read_data: bool, subset: str | Non
                 "unindexed_packs": report.unindexed_packs,
                 "damaged_packs": report.damaged_packs,
                 "pending_refs": report.pending_refs,
+                "pending_segments": report.pending_segments,
                 "segments": report.segments,
                 "refs": report.refs,
                 "commits": report.commits,
@@ -84,20 +85,8 @@ def verify(opts: Options, ctx: click.Context, read_data: bool, subset: str | Non
                 else ""
             )
         )
-        if report.orphan_packs:
-            n = len(report.orphan_packs)
-            echo(
-                f"{plural(n, 'pack')} {'is' if n == 1 else 'are'} not in any index (left by an "
-                "interrupted commit; harmless)"
-            )
-        for pack in report.damaged_packs:
-            echo(f"pack {pack}: damaged, not indexed (kept by repair; nothing refers to it)")
-        if report.pending_refs:
-            n = len(report.pending_refs)
-            echo(
-                f"{plural(n, 'ref entry', 'ref entries')} {'is' if n == 1 else 'are'} not "
-                "readable yet (upload pending?)"
-            )
+        for line in report.notes():  # orphans, damaged packs, uploads still on their way
+            echo(line)
         for p in report.problems:
             echo(f"error: {p}")
         echo(

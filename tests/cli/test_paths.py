@@ -106,6 +106,12 @@ def test_init_and_clone_paths_start_from_minus_c(tmp_path: Path, run: Run) -> No
     assert r.code == 0, r.err
     assert (base / "copy" / "f.txt").read_text() == "f\n"
     assert not (tmp_path / "copy").exists() and not (tmp_path / "store").exists()
+    # A file: URL is a location, not a path to put under -C DIR (file:/abs, file:///abs).
+    for n, url in enumerate((f"file:{tmp_path}/u1", f"file://{tmp_path}/u2")):
+        r = run("-C", str(base), "init", url, f"wt-url{n}", cwd=tmp_path)
+        assert r.code == 0, r.err
+        assert (tmp_path / f"u{n + 1}" / "config").is_file()
+    assert not any(p.name.startswith("file:") for p in base.iterdir())
 
 
 def test_worktree_path_conversion(tmp_path: Path) -> None:

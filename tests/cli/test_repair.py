@@ -77,7 +77,7 @@ def test_damaged_pack_is_repacked_and_its_bad_chunk_reuploaded(
     # Kept, but no longer used; reading it whole shows it is damaged, not a leftover.
     assert out["damaged_packs"] == [pack.name] and pack.name not in out["orphan_packs"]
     r = run("-C", str(worktree), "verify", "--read-data")
-    assert f"pack {pack.name}: damaged, not indexed (kept by repair" in r.out
+    assert f"pack {pack.name}: damaged and not in any index" in r.out
     assert "interrupted commit" not in r.out
     assert pack.exists()
     _fresh_clone_equals(store, tmp_path, worktree, run, "y")
