@@ -573,6 +573,9 @@ class WriteSession:
         self._queued = 0  # bytes handed to the sender and not written yet
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="cas-send")
         self._pool = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-upload")
+        # Deletes the journal entries a segment has superseded, off the upload threads and
+        # off the commit's critical path (on a Drive mount each delete is round trips).
+        self._janitor = ThreadPoolExecutor(2, thread_name_prefix="cas-journal")
         self._packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
         # Set while flush() waits for the last uploads: its own segment comes next, so no
         # checkpoint is written meanwhile (on a Drive mount each is a few round trips).
@@ -754,7 +757,8 @@ class WriteSession:
         # The segment lists these packs now: their journal entries have served.
         with self._lock:
             done = [self._journal.pop(p) for p in packs if p in self._journal]
-        self._drop_journal(done)
+        if done:
+            self._drop_journal_soon(done)
 
     def _write_journal(self, pack_id: ObjectId, total: int, entries: list[PackEntry]) -> str:
         """Record, under ``journal/``, a pack about to be committed (create-only): what a
@@ -768,6 +772,14 @@ class WriteSession:
         except AlreadyExistsError:
             pass  # the same pack, recorded by an earlier, interrupted run
         return key
+
+    def _drop_journal_soon(self, keys: list[str]) -> None:
+        """Delete journal entries on the janitor thread (at once once it is shut down,
+        as when :meth:`abort` indexes the packs that landed)."""
+        try:
+            self._janitor.submit(self._drop_journal, keys)
+        except RuntimeError:  # shut down
+            self._drop_journal(keys)
 
     def _drop_journal(self, keys: list[str]) -> None:
         for key in keys:
@@ -819,7 +831,8 @@ class WriteSession:
                     self._journal[pack_id] = key
                 self.adopted_packs += 1
                 self.adopted_bytes += size
-        self._drop_journal(stale)
+        if stale:
+            self._drop_journal_soon(stale)
 
     def _raise_failed_upload(self) -> None:
         if self._failure is not None:
@@ -858,9 +871,11 @@ class WriteSession:
             self._pending.clear()
 
     def close(self) -> None:
-        """Stop the sender and upload threads (without flushing); drop unfinished packs."""
+        """Stop the sender and upload threads (without flushing); drop unfinished packs;
+        wait for the journal entries being deleted."""
         self._sender.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._janitor.shutdown(wait=True)
         with self._lock:
             unfinished, self._unfinished = self._unfinished, set()
         for out in unfinished:
