@@ -504,6 +504,11 @@ def _cache_for(cache_root: Path | None, config: StoreConfig) -> LocalCache:
     return LocalCache(None if cache_root is None else cache_root / config.store_id)
 
 
+def _wait(future: Future[str]) -> None:
+    """Wait for ``future`` (raising its error)."""
+    future.result()
+
+
 # Write an index segment after this many uploaded packs. Between two checkpoints, each
 # uploaded pack gets a journal entry (a segment of that one pack under journal/, deleted
 # once a segment lists the pack): an interrupted commit leaves every complete pack findable
@@ -573,9 +578,10 @@ class WriteSession:
         self._queued = 0  # bytes handed to the sender and not written yet
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="cas-send")
         self._pool = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-upload")
-        # Deletes the journal entries a segment has superseded, off the upload threads and
-        # off the commit's critical path (on a Drive mount each delete is round trips).
-        self._janitor = ThreadPoolExecutor(2, thread_name_prefix="cas-journal")
+        # Writes each pack's journal entry while the pack's bytes travel, and deletes the
+        # entries a segment has superseded: off the upload threads and the commit's
+        # critical path (on a Drive mount each small write or delete is round trips).
+        self._janitor = ThreadPoolExecutor(max_uploads, thread_name_prefix="cas-journal")
         self._packs: dict[ObjectId, tuple[int, list[PackEntry]]] = {}
         # Set while flush() waits for the last uploads: its own segment comes next, so no
         # checkpoint is written meanwhile (on a Drive mount each is a few round trips).
@@ -706,15 +712,21 @@ class WriteSession:
         # The journal entry goes first: whenever this process dies, a pack that is on
         # the remote whole has one (or a segment lists it), so a rerun reuses it. An entry
         # whose pack never landed is only a hint: adopt_journal checks the pack is there.
+        # It is written on the janitor thread while the pack's bytes travel (on a Drive
+        # mount, seconds), and the pack waits for it only before its publishing rename.
+        entry = self._janitor.submit(self._write_journal, pack_id, total, entries)
         try:
-            journal = self._write_journal(pack_id, total, entries)
             try:
-                out.pending.commit(pack_key(pack_id), if_absent=True)
+                out.pending.commit(
+                    pack_key(pack_id), if_absent=True, before_publish=lambda: _wait(entry)
+                )
             except AlreadyExistsError:
                 pass  # same name, same bytes: written by an earlier, interrupted run
             except BaseException:
-                self._drop_journal([journal])
+                with contextlib.suppress(BaseException):
+                    self._drop_journal([entry.result()])
                 raise
+            journal = entry.result()
         finally:
             with self._lock:
                 self._unfinished.discard(out)

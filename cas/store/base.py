@@ -110,9 +110,17 @@ class PendingWrite(Protocol):
         """Append ``data``."""
         ...
 
-    def commit(self, key: str, *, if_absent: bool = False) -> None:
+    def commit(
+        self, key: str, *, if_absent: bool = False, before_publish: Callable[[], None] | None = None
+    ) -> None:
         """Store everything written under ``key``, atomically and durably, as
         :meth:`Backend.write` would.
+
+        ``before_publish``, if given, is called (possibly more than once, on retries)
+        after the bytes are sent and before the value becomes visible under ``key`` (the
+        rename on a folder; on an object store, where sending is publishing, before the
+        request); if it raises, nothing is published. A caller uses it to have something
+        else durable first while the bytes travel.
 
         Raises:
             AlreadyExistsError: ``if_absent`` and the key exists (the value is dropped).
@@ -140,8 +148,12 @@ class BufferedWrite:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
 
-    def commit(self, key: str, *, if_absent: bool = False) -> None:
+    def commit(
+        self, key: str, *, if_absent: bool = False, before_publish: Callable[[], None] | None = None
+    ) -> None:
         data, self._buf = self._buf, bytearray()
+        if before_publish is not None:
+            before_publish()
         self._backend.write(key, data, if_absent=if_absent)
 
     def abort(self) -> None:
@@ -266,7 +278,11 @@ class SpooledWrite:
     the spool afresh), so :class:`~cas.store.retry.RetryingBackend` retries it.
     """
 
-    def __init__(self, store: Callable[[str, Spool, bool], None], what: str) -> None:
+    def __init__(
+        self,
+        store: Callable[[str, Spool, bool, Callable[[], None] | None], None],
+        what: str,
+    ) -> None:
         self._store = store
         self._spool: Spool | None = Spool(what)
 
@@ -275,10 +291,12 @@ class SpooledWrite:
             raise ValueError("write to a committed or aborted value")
         self._spool.append(data)
 
-    def commit(self, key: str, *, if_absent: bool = False) -> None:
+    def commit(
+        self, key: str, *, if_absent: bool = False, before_publish: Callable[[], None] | None = None
+    ) -> None:
         if self._spool is None:
             raise ValueError("commit of a committed or aborted value")
-        self._store(key, self._spool, if_absent)
+        self._store(key, self._spool, if_absent, before_publish)
         self.abort()
 
     def abort(self) -> None:

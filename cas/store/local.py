@@ -21,7 +21,7 @@ import secrets
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -404,10 +404,22 @@ class LocalDirBackend:
     def write(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         self._write_pieces(key, (data,), if_absent)
 
-    def _write_spool(self, key: str, spool: Spool, if_absent: bool) -> None:
-        self._write_pieces(key, spool.pieces(), if_absent)
+    def _write_spool(
+        self,
+        key: str,
+        spool: Spool,
+        if_absent: bool,
+        before_publish: Callable[[], None] | None = None,
+    ) -> None:
+        self._write_pieces(key, spool.pieces(), if_absent, before_publish)
 
-    def _write_pieces(self, key: str, pieces: Iterable[bytes | bytearray], if_absent: bool) -> None:
+    def _write_pieces(
+        self,
+        key: str,
+        pieces: Iterable[bytes | bytearray],
+        if_absent: bool,
+        before_publish: Callable[[], None] | None = None,
+    ) -> None:
         """Write ``pieces`` to a temp file beside ``key``, then put it in place."""
         path = self._path(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
@@ -416,6 +428,8 @@ class LocalDirBackend:
             try:
                 for data in pieces:
                     _write_all(fd, data)
+                if before_publish is not None:
+                    before_publish()  # once the bytes are written, before the rename
             except BaseException:
                 os.close(fd)
                 raise
@@ -619,9 +633,13 @@ class _FileWrite:
         except OSError as exc:
             raise translate_os_error(exc, "(new value)", "write") from exc
 
-    def commit(self, key: str, *, if_absent: bool = False) -> None:
+    def commit(
+        self, key: str, *, if_absent: bool = False, before_publish: Callable[[], None] | None = None
+    ) -> None:
         if self._fd < 0:
             raise ValueError("commit of a committed or aborted value")
+        if before_publish is not None:
+            before_publish()  # (the value is written already: nothing to overlap)
         fd, self._fd = self._fd, -1
         self._backend._put_in_place(fd, self._tmp, key, if_absent)
 

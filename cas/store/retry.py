@@ -144,10 +144,13 @@ class _RetriedCommit:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._inner.write(data)
 
-    def commit(self, key: str, *, if_absent: bool = False) -> None:
+    def commit(
+        self, key: str, *, if_absent: bool = False, before_publish: Callable[[], None] | None = None
+    ) -> None:
         try:
             self._backend._call(
-                f"write {key}", lambda: self._inner.commit(key, if_absent=if_absent)
+                f"write {key}",
+                lambda: self._inner.commit(key, if_absent=if_absent, before_publish=before_publish),
             )
         finally:
             self._inner.abort()  # its bytes are let go whether it landed or not

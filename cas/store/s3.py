@@ -379,9 +379,18 @@ class S3Backend:
                 f"{key} changed: it no longer exists (expected version {version})"
             ) from exc
 
-    def _write_spool(self, key: str, spool: Spool, if_absent: bool) -> None:
+    def _write_spool(
+        self,
+        key: str,
+        spool: Spool,
+        if_absent: bool,
+        before_publish: Callable[[], None] | None = None,
+    ) -> None:
         """Send a value gathered in a local spool file, streamed from the file: a pack
-        on its way holds no more memory than the SDK's send buffer."""
+        on its way holds no more memory than the SDK's send buffer. (Sending is
+        publishing here: ``before_publish`` runs first.)"""
+        if before_publish is not None:
+            before_publish()
         self._send(
             key,
             spool.size,
