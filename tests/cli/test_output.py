@@ -13,8 +13,6 @@ import cas.api
 
 from .conftest import Run
 
-needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-
 
 def _json_lines(text: str) -> list[dict[str, object]]:
     """Every line of ``text`` as a JSON object (fails on any other line)."""
@@ -91,7 +89,6 @@ def test_quiet_before_or_after_the_command(worktree: Path, run: Run) -> None:
     assert r.code == 0 and r.err == ""
 
 
-@needs_fifo
 def test_commit_skipping_a_fifo_exits_3(worktree: Path, run: Run) -> None:
     os.mkfifo(worktree / "pipe")
     (worktree / "x").write_text("x")
@@ -111,7 +108,6 @@ def test_commit_skipping_a_fifo_exits_3(worktree: Path, run: Run) -> None:
     assert r.code == 5
 
 
-@needs_fifo
 def test_warnings_are_json_lines_with_json(worktree: Path, run: Run) -> None:
     os.mkfifo(worktree / "pipe")
     r = run("-C", str(worktree), "commit", "-m", "with a pipe", "--json")
@@ -137,7 +133,6 @@ def test_warnings_are_json_lines_with_json(worktree: Path, run: Run) -> None:
     assert lines[-1]["message_type"] == "error" and lines[-1]["code"] == 6
 
 
-@needs_fifo
 def test_warnings_are_shown_with_quiet(worktree: Path, run: Run) -> None:
     os.mkfifo(worktree / "pipe")
     r = run("-C", str(worktree), "-q", "commit", "-m", "with a pipe")

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import make_assets
 
 DRIVER = Path(__file__).parents[1] / "crash" / "driver.py"
@@ -66,7 +64,6 @@ def test_ctrl_c_exits_130_and_keeps_the_store_usable(tmp_path: Path) -> None:
     assert len(r.stdout.splitlines()) == 1
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_warnings_of_the_real_process(tmp_path: Path) -> None:
     """With --json stderr is JSON lines (no stray log line from Python's logging)."""
     wt = tmp_path / "a"
