@@ -45,6 +45,7 @@ from cas.errors import (
     DetachedHeadError,
     DirtyWorktreeError,
     LockedError,
+    RefConflictError,
     RefNotFoundError,
     RepositoryNotFoundError,
 )
@@ -778,8 +779,12 @@ class Repo:
             if head.commit is not None and head.commit not in starts:
                 starts.append(head.commit)
         else:
-            heads = self._diverged_heads(ref)
-            starts = heads if heads else [self._resolve(ref)]
+            try:
+                starts = [self._resolve(ref)]
+            except RefConflictError:  # a diverged branch: its log shows every head
+                starts = self._diverged_heads(ref)
+                if not starts:
+                    raise
         out: list[LogEntry] = []
         unreadable: list[ObjectId] = []
         if limit != 0:
@@ -797,24 +802,10 @@ class Repo:
         return out
 
     def _diverged_heads(self, ref: str) -> list[ObjectId]:
-        """Every head of ``ref`` when it names a diverged branch (else nothing): its log
-        shows the commits of each."""
-        ref = ref.strip()
-        refs = self.repository.refs
-        try:
-            if ref.startswith("tags/"):
-                return []
-            if ref.startswith("heads/"):
-                name = ref[len("heads/") :]
-            elif refs.state(f"tags/{ref}").exists:
-                return []  # a tag of that name comes first, as in resolve_ref
-            else:
-                name = ref
-            state = self.repository.branch_state(name)
-        except ValueError:  # not a possible tag or branch name
-            return []
-        if not state.diverged:
-            return []
+        """Every head of the branch ``ref`` names, which resolving found diverged (a tag
+        of the same name would have been taken first)."""
+        name = ref.strip().removeprefix("heads/")
+        state = self.repository.branch_state(name)
         return [h.entry.target for h in state.live_heads if h.entry.target is not None]
 
     def _labels(self) -> dict[ObjectId, list[str]]:

@@ -103,10 +103,10 @@ def _read_pack(
 
 def _restore_in_place(
     repo: Repository, pack_id: ObjectId, data: bytes, good: list[PackEntry]
-) -> bytes | None:
+) -> tuple[bytes, list[PackEntry]] | None:
     """The pack laid out again from its blobs that verify, written back under its own
     name when that rebuilds it exactly (a damaged footer, trailer or blob header, every
-    blob intact); else None.
+    blob intact), with its entries; else None.
 
     The name is the hash of the bytes, so the bytes that match it are the only ones it
     may hold: writing them over a damaged copy replaces nothing a reader could rely on.
@@ -116,18 +116,12 @@ def _restore_in_place(
     writer = PackWriter()
     for e in sorted(good, key=lambda e: e.offset):
         writer.add(e.blob_id, e.kind, e.codec, e.raw_len, data[e.offset : e.offset + e.stored_len])
-    new_id, new_data, _entries = writer.seal()
+    new_id, new_data, entries = writer.seal()
     if new_id != pack_id:
         return None  # a blob is lost or the layout differs: its good blobs are repacked
     repo.backend.write(pack_key(pack_id), new_data)  # replaces the damaged copy whole
     repo.cache.evict(pack_key(pack_id))
-    return new_data
-
-
-def read_pack_entries_of(data: bytes, pack_id: ObjectId) -> list[PackEntry]:
-    """The blobs a whole, intact pack lists in its footer."""
-    key = pack_key(pack_id)
-    return read_pack_entries(lambda n: data[-n:], len(data), key)
+    return new_data, entries
 
 
 def _needed_chunks(repo: Repository, index: ChunkIndex) -> dict[bytes, list[str]]:
@@ -216,7 +210,7 @@ def repair_store(
             restored = _restore_in_place(repo, pid, data, good)
             if restored is not None:
                 report.restored_packs.append(pid.hex())
-                data, good, whole = restored, read_pack_entries_of(restored, pid), True
+                (data, good), whole = restored, True
         if whole:
             intact[pid] = (len(data), good)
             rebuilt.add_pack(pid, len(data), good)

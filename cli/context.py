@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +12,10 @@ import click
 import cas
 from cas.api import Repo
 from cas.progress import Progress
+from cas.store import location_scheme
 
 from .paths import to_worktree_paths
 from .progress import make_progress
-
-# A location with a scheme (RFC 3986): never a path to put under -C DIR.
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 @dataclass
@@ -51,7 +48,7 @@ class Options:
     def store_location(self, store: str) -> str:
         """STORE as the library takes it: a local path relative to ``-C DIR``, as git's
         ``-C`` does; URLs (``s3://…``) and ``~`` paths as given."""
-        if _URL.match(store) or store.startswith("~") or os.path.isabs(store):
+        if location_scheme(store) or store.startswith("~") or os.path.isabs(store):
             return store  # s3://…, file:/abs and file:///abs alike
         return os.fspath(self.directory / store)
 

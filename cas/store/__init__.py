@@ -21,6 +21,7 @@ __all__ = [
     "MemoryBackend",
     "RetryingBackend",
     "S3Backend",
+    "location_scheme",
     "open_backend",
     "parse_file_url",
     "resolve_location",
@@ -41,7 +42,7 @@ _GCS_HINT = (
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
-def _scheme(location: str) -> str:
+def location_scheme(location: str) -> str:
     """The URL scheme of a location (lower case), or ``""`` for a plain path."""
     if location[:5].lower() == "file:":
         return "file"  # also file:/abs/path (RFC 8089 allows no authority)
@@ -90,7 +91,7 @@ def resolve_location(location: str) -> str:
     Raises:
         RepositoryError: a bad ``file:`` URL, or a scheme cas cannot open.
     """
-    scheme = _scheme(location)
+    scheme = location_scheme(location)
     if scheme == "file":
         return parse_file_url(location)
     if scheme == "s3":
@@ -119,7 +120,7 @@ def open_backend(location: str, *, retry: bool = True) -> Backend:
     """
     backend: Backend
     resolved = resolve_location(location)
-    if _scheme(resolved) == "s3":
+    if location_scheme(resolved) == "s3":
         backend = S3Backend.from_url(resolved)
     else:
         backend = LocalDirBackend(resolved)
