@@ -723,6 +723,9 @@ class WriteSession:
             except AlreadyExistsError:
                 pass  # same name, same bytes: written by an earlier, interrupted run
             except BaseException:
+                # A failed commit may have left its temp value (say, when the journal
+                # entry failed first): drop it; then the entry, if it was written.
+                out.pending.abort()
                 with contextlib.suppress(BaseException):
                     self._drop_journal([entry.result()])
                 raise
